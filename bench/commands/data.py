@@ -1,0 +1,43 @@
+"""`bench data check --dataset NAME [--data-root PATH]`: validate a layout and its label files."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from bench.data.sources import REAL_DATASETS, SYNTH_DATASETS, resolve_source
+from bench.errors import BenchError
+from protocols.classes import CLASS_NAMES
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="check a dataset layout")
+    actions = parser.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="validate a dataset root and every label file")
+    check.add_argument("--dataset", required=True, choices=REAL_DATASETS + SYNTH_DATASETS)
+    check.add_argument("--data-root", "--root", dest="data_root", default=None)
+    check.set_defaults(handler=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    source = resolve_source(args.dataset, args.data_root, check=False)
+    print(f"checking {source.describe()}")
+    problems = source.problems()
+    if problems:
+        raise BenchError(f"the {source.name} layout at {source.root} is incomplete:\n  - "
+                         + "\n  - ".join(problems))
+    index = source.index()
+    names = CLASS_NAMES[source.kind]
+    for split in ("train", "val"):
+        samples, presence, _ = index.presence(split)
+        per_class = presence[:, : len(names)].sum(axis=0)
+        absent = [names[c] for c in np.flatnonzero(per_class == 0)]
+        print(f"{split}: {len(samples)} images, label files valid, "
+              f"{int(presence[:, -1].sum())} with void (255); images per class: "
+              f"min {int(per_class[1:].min())}, median {int(np.median(per_class[1:]))}, "
+              f"max {int(per_class[1:].max())}")
+        if absent:
+            print(f"  classes with no {split} image: {', '.join(absent)}")
+    print(f"ok: {source.name} at {source.root} is complete")
+    return 0

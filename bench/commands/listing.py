@@ -1,0 +1,43 @@
+"""`bench list protocols [PATTERN]`: every protocol name with its steps and classes."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+
+from bench.errors import BenchError
+from protocols import get_protocol, protocol_names
+from protocols.protocol import format_ranges
+from protocols.registry import DATASET_DEFAULTS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("list", help="list protocols (or methods)")
+    parser.add_argument("what", choices=["protocols"], help="what to list")
+    parser.add_argument("pattern", nargs="?", default="*",
+                        help="glob over names, e.g. 'voc-15-*' or '*-disjoint'")
+    parser.set_defaults(handler=run)
+
+
+def protocol_lines(pattern: str = "*") -> list[str]:
+    names = [n for n in protocol_names() if fnmatch.fnmatch(n, pattern)]
+    if not names:
+        raise BenchError(f"no protocol matches {pattern!r}; `bench list protocols` shows them all")
+    width = max(len(n) for n in names) + 2
+    lines = []
+    for dataset, knobs in DATASET_DEFAULTS.items():
+        settings = ", ".join(f"{k}={v}" for k, v in knobs.items())
+        lines.append(f"# {dataset}: {settings} (sequential: void ignored, old labels kept)")
+    lines.append("# any name + '@order=N': the non-background classes in a seeded order")
+    for name in names:
+        protocol = get_protocol(name)
+        steps = " | ".join(format_ranges(protocol.step_classes(s))
+                           for s in range(protocol.num_steps))
+        count = f"{protocol.num_steps} step" + ("s" if protocol.num_steps > 1 else "")
+        lines.append(f"{name:<{width}}{protocol.mode:<12}{count:<10}{steps}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    print("\n".join(protocol_lines(args.pattern)))
+    return 0

@@ -1,0 +1,148 @@
+"""Which files each (protocol, step, split) uses: computed once from the label files, cached.
+
+Scanning label files is the expensive part, so it is done once per (dataset root, split): every
+label file is read in parallel into a presence matrix (files x labels, plus a last column for 255)
+and validated on the way. Per-step selections are then vectorised (`protocols.rules`) and written
+as plain split files (one image id per line) that a user can read, diff and reuse.
+
+The cache lives next to the data (`<root>/.css-bench/`) or, when the root is read-only, under the
+user cache. Every cached file records the rules version and a fingerprint of the file list; a
+mismatch rebuilds it and says so, never silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.atomic import write_atomic, write_text_atomic
+from bench.data.images import label_histogram
+from bench.data.layouts import Sample
+from protocols.protocol import Protocol
+from protocols.rules import RULES_VERSION, test_mask, train_mask
+
+PRESENCE_VERSION = 1
+_CHUNK = 64
+
+
+def fingerprint(samples: list[Sample]) -> str:
+    """A hash of the file list (label names and sizes): a changed list invalidates the cache."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        size = sample.label.stat().st_size if sample.label.exists() else -1
+        digest.update(f"{sample.name}\t{sample.label.name}\t{size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir_for(root: Path) -> Path:
+    """`<root>/.css-bench` when writable, else the user cache keyed by the root's path."""
+    local = root / ".css-bench"
+    try:
+        local.mkdir(exist_ok=True)
+        probe = local / ".write-test"
+        probe.touch()
+        probe.unlink()
+        return local
+    except OSError:
+        base = Path(os.environ.get("CSS_BENCH_CACHE", Path.home() / ".cache" / "css-bench"))
+        key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        return base / "index" / key
+
+
+def _scan_chunk(paths: list[Path], num_labels: int) -> np.ndarray:
+    rows = np.zeros((len(paths), num_labels + 1), dtype=bool)
+    for row, path in enumerate(paths):
+        counts = label_histogram(path, num_labels)
+        rows[row, :num_labels] = counts[:num_labels] > 0
+        rows[row, num_labels] = counts[255] > 0
+    return rows
+
+
+def scan_presence(samples: list[Sample], num_labels: int, workers: int | None = None) -> np.ndarray:
+    """Read every label file (in parallel) into a boolean presence matrix."""
+    paths = [s.label for s in samples]
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(chunks) <= 1:
+        parts = [_scan_chunk(chunk, num_labels) for chunk in chunks]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+            parts = list(pool.map(_scan_chunk, chunks, [num_labels] * len(chunks)))
+    if not parts:
+        return np.zeros((0, num_labels + 1), dtype=bool)
+    return np.concatenate(parts)
+
+
+class SplitIndex:
+    """Presence matrices and per-step file selections of one dataset root, cached on disk."""
+
+    def __init__(self, root: Path, samples_of: Callable[[str], list[Sample]], num_labels: int,
+                 cache_dir: Path | None = None, log: Callable[[str], None] = print,
+                 workers: int | None = None) -> None:
+        self.root = root
+        self.samples_of = samples_of
+        self.num_labels = num_labels
+        self.cache_dir = cache_dir or cache_dir_for(root)
+        self.log = log
+        self.workers = workers
+        self._presence: dict[str, tuple[list[Sample], np.ndarray, str]] = {}
+
+    def presence(self, split: str) -> tuple[list[Sample], np.ndarray, str]:
+        """(samples, presence matrix, file-list fingerprint) of a split, scanning at most once."""
+        if split in self._presence:
+            return self._presence[split]
+        samples = self.samples_of(split)
+        print_ = fingerprint(samples)
+        path = self.cache_dir / f"presence-{split}.npz"
+        matrix = self._load_presence(path, print_, len(samples))
+        if matrix is None:
+            matrix = scan_presence(samples, self.num_labels, self.workers)
+            buffer = io.BytesIO()
+            np.savez(buffer, presence=matrix, fingerprint=print_, version=PRESENCE_VERSION)
+            write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        self._presence[split] = (samples, matrix, print_)
+        return self._presence[split]
+
+    def _load_presence(self, path: Path, print_: str, count: int) -> np.ndarray | None:
+        if not path.is_file():
+            self.log(f"indexing {count} label files of {self.root} (once; cached in {path.parent})")
+            return None
+        with np.load(path) as cached:
+            version, cached_print = int(cached["version"]), str(cached["fingerprint"])
+            if version == PRESENCE_VERSION and cached_print == print_:
+                return cached["presence"]
+        self.log(f"the label index {path} was built for another file list or format "
+                 f"(fingerprint {cached_print} v{version}, now {print_} v{PRESENCE_VERSION}); "
+                 "re-indexing")
+        return None
+
+    def select(self, protocol: Protocol, step: int, split: str) -> list[Sample]:
+        """The samples of `split` that `protocol` uses at `step` (train or test rules)."""
+        samples, matrix, print_ = self.presence(split)
+        path = self.cache_dir / "splits" / protocol.name / f"{split}-step{step}.txt"
+        header = f"# css-bench split: rules v{RULES_VERSION}, files {print_}"
+        cached = self._load_split(path, header)
+        if cached is not None:
+            by_name = {s.name: s for s in samples}
+            return [by_name[name] for name in cached]
+        rule = train_mask if split == "train" else test_mask
+        chosen = [samples[i] for i in np.flatnonzero(rule(matrix, protocol, step))]
+        write_text_atomic(path, "\n".join([header, *(s.name for s in chosen)]) + "\n")
+        return chosen
+
+    def _load_split(self, path: Path, header: str) -> list[str] | None:
+        if not path.is_file():
+            return None
+        lines = path.read_text().splitlines()
+        if lines and lines[0] == header:
+            return lines[1:]
+        found = lines[0] if lines else "an empty file"
+        self.log(f"split file {path} was made with other rules or files ({found}; "
+                 f"now {header[2:]}); rebuilding it")
+        return None
