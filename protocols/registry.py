@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import random
 import re
-from functools import lru_cache
+from functools import cache
 
 from bench.errors import BenchError
 from protocols.protocol import MODES, Protocol
@@ -71,7 +71,7 @@ def protocol_names(dataset: str | None = None) -> list[str]:
     ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_protocol(name: str) -> Protocol:
     """The protocol called `name`; an unknown name raises BenchError with the closest names."""
     match = _NAME.match(name.strip().lower())

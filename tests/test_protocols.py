@@ -30,7 +30,10 @@ EXPECTED = [("voc", s, steps) for s, steps in VOC_SPLITS.items()] + [
 ORDERED = ["voc-15-1@order=3", "voc-10-1-disjoint@order=1", "ade-100-10-sequential@order=7"]
 
 
-@pytest.mark.parametrize("dataset,setting,steps", EXPECTED, ids=[f"{d}-{s}" for d, s, _ in EXPECTED])
+IDS = [f"{d}-{s}" for d, s, _ in EXPECTED]
+
+
+@pytest.mark.parametrize("dataset,setting,steps", EXPECTED, ids=IDS)
 @pytest.mark.parametrize("mode", MODES)
 def test_exact_class_splits(dataset, setting, steps, mode):
     suffix = "" if mode == "overlap" else f"-{mode}"

@@ -8,8 +8,7 @@ from PIL import Image
 
 from bench.data.sources import resolve_source
 from bench.errors import BenchError
-from protocols import get_protocol
-from protocols import rules
+from protocols import get_protocol, rules
 from tests.conftest import label_with
 
 

@@ -25,9 +25,13 @@ def protocol_lines(pattern: str = "*") -> list[str]:
         raise BenchError(f"no protocol matches {pattern!r}; `bench list protocols` shows them all")
     width = max(len(n) for n in names) + 2
     lines = []
+    shown = {name.split("-", 1)[0] for name in names}
     for dataset, knobs in DATASET_DEFAULTS.items():
+        if dataset not in shown:
+            continue
         settings = ", ".join(f"{k}={v}" for k, v in knobs.items())
         lines.append(f"# {dataset}: {settings} (sequential: void ignored, old labels kept)")
+    lines.append("# metrics: background in old/all (SDR convention); evaluation on a centre crop")
     lines.append("# any name + '@order=N': the non-background classes in a seeded order")
     for name in names:
         protocol = get_protocol(name)

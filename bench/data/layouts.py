@@ -24,9 +24,9 @@ class Sample:
 
 
 class VocLayout:
-    """`JPEGImages/`, `SegmentationClassAug/` (or `SegmentationClass/`) and `ImageSets/Segmentation/`
-    with `train_aug.txt` (10,582 ids) and `val.txt` (1,449 ids). The root may also be a folder
-    holding `VOCdevkit/VOC2012` or `VOC2012`."""
+    """`JPEGImages/`, `SegmentationClassAug/` (or `SegmentationClass/`) and
+    `ImageSets/Segmentation/` with `train_aug.txt` (10,582 ids) and `val.txt` (1,449 ids).
+    The root may also be a folder holding `VOCdevkit/VOC2012` or `VOC2012`."""
 
     kind = "voc"
     list_files = {"train": "train_aug.txt", "val": "val.txt"}

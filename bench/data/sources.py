@@ -39,7 +39,8 @@ class DataSource:
     def problems(self) -> list[str]:
         return LAYOUTS[self.kind].problems(self.root)
 
-    def index(self, log: Callable[[str], None] = print, cache_dir: Path | None = None) -> SplitIndex:
+    def index(self, log: Callable[[str], None] = print,
+              cache_dir: Path | None = None) -> SplitIndex:
         return SplitIndex(self.root, self.samples, self.num_labels, cache_dir=cache_dir, log=log)
 
     def describe(self) -> str:
