@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.commands import data, listing
+from bench.commands import config, data, listing, run
 from bench.errors import BenchError
 
-COMMANDS = (listing, data)
+COMMANDS = (run, config, listing, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

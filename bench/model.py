@@ -91,6 +91,38 @@ def set_output_stride(resnet: ResNet, output_stride: int) -> None:
                 block.downsample[0].stride = (1, 1)
 
 
+def make_resnet(backbone: str, base_channels: int = 64) -> ResNet:
+    """Build a torchvision ResNet, optionally narrower than torchvision's 64 base channels.
+
+    A narrow ResNet (same blocks and depths, every stage's width scaled) makes the embedded
+    synthetic benchmark affordable on a CPU. It is rebuilt with torchvision's own ``_make_layer``
+    so the blocks are the real ones, and re-initialised the way torchvision initialises ResNets.
+    No ImageNet weights exist for it.
+    """
+    if backbone not in BACKBONES:
+        raise BenchError(
+            f"model.backbone={backbone!r} is unknown; choose one of {sorted(BACKBONES)}."
+        )
+    if base_channels <= 0:
+        raise BenchError(f"model.base_channels={base_channels} must be positive (default 64).")
+    net = BACKBONES[backbone][0]()
+    if base_channels == 64:
+        return net
+    stages = [net.layer1, net.layer2, net.layer3, net.layer4]
+    block, depths = type(net.layer1[0]), [len(stage) for stage in stages]
+    net.inplanes, net.dilation = base_channels, 1
+    net.conv1 = nn.Conv2d(3, base_channels, 7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(base_channels)
+    for i, depth in enumerate(depths):
+        layer = net._make_layer(block, base_channels * 2**i, depth, stride=1 if i == 0 else 2)
+        setattr(net, f"layer{i + 1}", layer)
+    net.fc = nn.Linear(base_channels * 8 * block.expansion, net.fc.out_features)
+    for m in net.modules():  # same init as torchvision's ResNet.__init__
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
 def _head(channels: int) -> nn.Sequential:
     """DeepLabV3Head's 3x3 conv + BN + ReLU that sits between ASPP and the classifier."""
     return nn.Sequential(
@@ -110,19 +142,17 @@ class DeepLabV3(nn.Module):
         output_stride: int = 16,
         aspp_channels: int = 256,
         aspp_rates: Sequence[int] = (6, 12, 18),
+        base_channels: int = 64,
     ) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
-            raise BenchError(
-                f"model.backbone={backbone!r} is unknown; choose one of {sorted(BACKBONES)}."
-            )
         if not classes_per_step or any(n <= 0 for n in classes_per_step):
             raise BenchError(f"classes_per_step={list(classes_per_step)} must be positive counts.")
         if aspp_channels <= 0:
             raise BenchError(f"model.aspp_channels={aspp_channels} must be positive.")
         self.backbone_name = backbone
         self.output_stride = output_stride
-        resnet = BACKBONES[backbone][0]()
+        self.base_channels = base_channels
+        resnet = make_resnet(backbone, base_channels)
         set_output_stride(resnet, output_stride)
         encoder_channels = resnet.fc.in_features
         del resnet.avgpool, resnet.fc  # unused; also keeps the state_dict free of fc.* keys
@@ -194,8 +224,10 @@ class DeepLabV3(nn.Module):
 @dataclass(frozen=True)
 class ModelConfig:
     """Model settings. The paper setting is the default; the small synthetic-benchmark variant is
-    ``ModelConfig(backbone="resnet18", aspp_channels=64)``.
+    e.g. ``ModelConfig(backbone="resnet18", aspp_channels=64)`` (optionally ``base_channels=32``).
 
+    base_channels: ResNet width (torchvision's 64); smaller values build a narrow backbone, for
+        which no ImageNet weights exist.
     pretrained: path to a torchvision ResNet state_dict; "auto" to use torchvision's hub cache
         if the file is there (never downloads); None or "none" for random initialisation.
     """
@@ -204,6 +236,7 @@ class ModelConfig:
     output_stride: int = 16
     aspp_channels: int = 256
     aspp_rates: tuple[int, ...] = (6, 12, 18)
+    base_channels: int = 64
     pretrained: str | None = None
 
 
@@ -248,10 +281,21 @@ def build_model(
         output_stride=config.output_stride,
         aspp_channels=config.aspp_channels,
         aspp_rates=config.aspp_rates,
+        base_channels=config.base_channels,
     )
     pretrained = config.pretrained
     if pretrained is None or str(pretrained).lower() == "none":
         log(f"model: {config.backbone} backbone from random initialisation (pretrained=none)")
+    elif config.base_channels != 64 and pretrained == "auto":
+        log(
+            f"model: no ImageNet weights exist for {config.backbone} with "
+            f"base_channels={config.base_channels}; the backbone starts from random initialisation"
+        )
+    elif config.base_channels != 64:
+        raise BenchError(
+            f"model.pretrained={pretrained!r} needs model.base_channels=64 (ImageNet weights exist "
+            f"only at torchvision's width, not {config.base_channels}); set model.pretrained=none."
+        )
     elif pretrained == "auto":
         candidates = cached_weight_paths(config.backbone)
         found = next((p for p in candidates if p.is_file()), None)

@@ -1,0 +1,7 @@
+"""HOW a step is learned: one module per method, a registry, the shared Method interface."""
+
+from methods import ft  # noqa: F401  (registers)
+from methods.base import LossInputs, Method, StepContext
+from methods.registry import get_method, method_names, register
+
+__all__ = ["LossInputs", "Method", "StepContext", "get_method", "method_names", "register"]

@@ -60,9 +60,7 @@ def test_set_output_stride_matches_torchvision(output_stride: int, replace: list
     ours = models.resnet50()
     set_output_stride(ours, output_stride)
     reference = models.resnet50(replace_stride_with_dilation=replace)
-    convs = [
-        (name, m) for name, m in ours.named_modules() if isinstance(m, nn.Conv2d)
-    ]
+    convs = [(name, m) for name, m in ours.named_modules() if isinstance(m, nn.Conv2d)]
     ref_convs = dict(reference.named_modules())
     for name, conv in convs:
         ref = ref_convs[name]
@@ -175,3 +173,19 @@ def test_same_seed_gives_identical_parameters() -> None:
 def test_bad_config_raises_bench_error(overrides: dict[str, object], needle: str) -> None:
     with pytest.raises(BenchError, match=needle):
         small_model(**overrides)
+
+
+def test_narrow_backbone_shapes_and_no_pretrained(tmp_path: Path) -> None:
+    model = small_model(base_channels=16)
+    out = model(torch.randn(2, 3, 64, 64))
+    assert model.encoder_channels == 128 and out.encoder.shape == (2, 128, 4, 4)
+    assert out.stages[0].shape[1] == 16 and out.logits.shape == (2, 5, 64, 64)
+    assert sum(p.numel() for p in model.backbone.parameters()) < 1_000_000
+    path = tmp_path / "r18.pth"
+    torch.save(models.resnet18().state_dict(), path)
+    with pytest.raises(BenchError, match="base_channels"):
+        small_model(base_channels=16, pretrained=str(path))
+    logs: list[str] = []
+    config = ModelConfig(backbone="resnet18", base_channels=16, pretrained="auto")
+    build_model(config, [3], logs.append)
+    assert "random initialisation" in logs[0]

@@ -1,0 +1,25 @@
+"""Evaluation of a model on a step's test set: a streaming confusion matrix over seen channels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from bench.metrics import ConfusionMatrix
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_channels: int,
+             device: torch.device, bf16: bool = False) -> ConfusionMatrix:
+    """Predict the argmax over the `num_channels` seen channels; 255 labels are not counted."""
+    model.eval()
+    matrix = ConfusionMatrix(num_channels, device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    for images, labels in batches:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast:
+            logits = model(images).logits
+        matrix.update(logits[:, :num_channels].argmax(dim=1), labels)
+    return matrix

@@ -1,0 +1,286 @@
+"""Running every step of a protocol with a method: data, model, loop, evaluation, store.
+
+The runner is method-agnostic: it asks the method for its hooks, its loss and its step-0 recipe,
+and never branches on the method's name.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from bench.config import config_hash, identity
+from bench.data.dataset import StepDataset
+from bench.data.sources import resolve_source
+from bench.data.transforms import eval_transform, train_transform
+from bench.errors import BenchError
+from bench.evaluation import evaluate
+from bench.model import ModelConfig, build_model
+from bench.records import step_record
+from bench.step0_cache import Step0Cache, step0_key
+from bench.store import RunStore, load_torch
+from bench.training import StepRecipe, derived_seed, freeze, train_step
+from methods import StepContext, get_method
+from protocols import get_protocol
+from protocols.rules import test_lut, train_lut
+
+STEP0_FORMAT = 1
+
+
+@dataclass
+class StepResult:
+    step: int
+    record: dict[str, Any]
+    trained: bool
+    reused_step0: bool
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"device={name} was asked for but CUDA is not available; use device=cpu")
+    return torch.device(name)
+
+
+def _digest(values: Iterable[Any]) -> str:
+    return hashlib.sha256("\n".join(str(v) for v in values).encode()).hexdigest()[:16]
+
+
+class Runner:
+    def __init__(self, config: dict[str, Any], log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.log = log
+        knobs = {key: value for key, value in (
+            ("background_in_old_all", config["eval"]["background_in_old_all"]),
+            ("eval_crop", config["eval"]["crop"]),
+            ("void_as_background", config["eval"]["void_as_background"]),
+        ) if value is not None}
+        requested = get_protocol(config["protocol"]).with_knobs(**knobs)
+        method_class = get_method(config["method"])
+        self.method = method_class(requested, config["method_params"])
+        self.protocol = self.method.plan_protocol(requested)
+        self.seed = int(config["seed"])
+        data = config["data"]
+        synth = {k: v for k, v in data["synth"].items() if v is not None}
+        self.source = resolve_source(data["dataset"], data["root"], self.protocol.dataset,
+                                     synth_options=synth)
+        self.index = self.source.index(log=log)
+        self.hash = config_hash(config)
+        self.store = RunStore(config["runs_root"], self.protocol.name, self.method.name,
+                              self.seed, self.hash)
+        self.step0_cache = Step0Cache(config["runs_root"])
+        self.device = pick_device(config["device"])
+        self.trainer = config["trainer"]
+        self.model_config = ModelConfig(
+            backbone=config["model"]["backbone"],
+            output_stride=int(config["model"]["output_stride"]),
+            aspp_channels=int(config["model"]["aspp_channels"]),
+            base_channels=int(config["model"].get("base_channels", 64)),
+            pretrained=config["model"]["pretrained"],
+        )
+
+    # ----- data -----------------------------------------------------------------------------
+    def recipe(self, step: int) -> StepRecipe:
+        trainer = self.trainer
+        return StepRecipe(
+            epochs=int(trainer["epochs"] if step == 0 else trainer.get("epochs_incremental")
+                       or trainer["epochs"]),
+            lr=float(trainer["lr"] if step == 0 else trainer["lr_incremental"]),
+            batch_size=int(trainer["batch_size"]),
+            momentum=float(trainer["momentum"]),
+            nesterov=bool(trainer["nesterov"]),
+            weight_decay=float(trainer["weight_decay"]),
+            poly_power=float(trainer["poly_power"]),
+            bf16=bool(trainer["bf16"]),
+        )
+
+    def train_data(self, step: int) -> StepDataset:
+        samples = self.index.select(self.protocol, step, "train")
+        if not samples:
+            raise BenchError(f"step {step} of {self.protocol.name} has no training image on "
+                             f"{self.source.describe()}: no image contains its classes "
+                             f"{self.protocol.new_classes(step)} under the {self.protocol.mode} "
+                             "rules; use a larger dataset or another protocol")
+        return StepDataset(samples, train_lut(self.protocol, step),
+                           train_transform(int(self.trainer["crop"])))
+
+    def test_data(self, step: int) -> StepDataset:
+        samples = self.index.select(self.protocol, step, "val")
+        return StepDataset(samples, test_lut(self.protocol, step),
+                           eval_transform(int(self.trainer["crop"]), self.protocol.eval_crop))
+
+    def loader(self, dataset: StepDataset, batch_size: int, shuffle: bool,
+               generator: torch.Generator | None = None) -> DataLoader:
+        workers = int(self.config["data"]["num_workers"])
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                          drop_last=shuffle and len(dataset) >= batch_size, num_workers=workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def test_loader(self, step: int) -> DataLoader:
+        size = 1 if self.protocol.eval_crop == "full" else int(self.trainer["eval_batch_size"])
+        return self.loader(self.test_data(step), size, shuffle=False)
+
+    # ----- model ----------------------------------------------------------------------------
+    def previous_checkpoint(self, step: int) -> dict[str, Any]:
+        checkpoint = load_torch(self.store.step_dir(step - 1) / "checkpoint.pt")
+        if "model_ref" in checkpoint:
+            shared = load_torch(self.store.runs_root / checkpoint["model_ref"])
+            checkpoint = {**checkpoint, "model": shared["model"]}
+        return checkpoint
+
+    def model_for_step(self, step: int) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+        """The model with the step's new classifier and a frozen copy of the previous one."""
+        torch.manual_seed(derived_seed(self.seed, step, "init"))
+        sizes = list(self.protocol.step_sizes[: step + 1])
+        if step == 0:
+            return build_model(self.model_config, sizes, log=self.log).to(self.device), None
+        quiet = ModelConfig(**{**self.model_config.__dict__, "pretrained": "none"})
+        model = build_model(quiet, sizes[:-1], log=lambda _: None)
+        checkpoint = self.previous_checkpoint(step)
+        model.load_state_dict(checkpoint["model"])
+        self.method.load_state_dict(checkpoint["method"])
+        old_model = freeze(copy.deepcopy(model)).to(self.device)
+        model.add_classifier(sizes[-1])
+        return model.to(self.device), old_model
+
+    def context(self, step: int, model: torch.nn.Module,
+                old_model: torch.nn.Module | None) -> StepContext:
+        dataset = self.train_data(step)
+        batch = self.recipe(step).batch_size
+
+        def batches() -> DataLoader:
+            return self.loader(dataset, batch, shuffle=False)
+
+        return StepContext(self.protocol, step, model, old_model, self.device, batches)
+
+    # ----- steps ----------------------------------------------------------------------------
+    def step0_parts(self) -> dict[str, Any]:
+        train = self.index.select(self.protocol, 0, "train")
+        test = self.index.select(self.protocol, 0, "val")
+        return {
+            "format": STEP0_FORMAT,
+            "dataset": self.source.name,
+            "data": identity(self.config)["data"],
+            "classes": list(self.protocol.step_classes(0)),
+            "train_files": _digest(s.name for s in train),
+            "test_files": _digest(s.name for s in test),
+            "train_lut": _digest(train_lut(self.protocol, 0).tolist()),
+            "test_lut": _digest(test_lut(self.protocol, 0).tolist()),
+            "eval_crop": self.protocol.eval_crop,
+            "model": self.config["model"],
+            "trainer": self.trainer,
+            "seed": self.seed,
+            "recipe": self.method.step0_recipe,
+        }
+
+    def train_and_evaluate(self, step: int, model: torch.nn.Module,
+                           old_model: torch.nn.Module | None, epoch_checkpoint) -> tuple[Any, ...]:
+        recipe = self.recipe(step)
+        dataset = self.train_data(step)
+        context = self.context(step, model, old_model)
+        self.method.on_step_start(context)
+
+        def batches(epoch: int) -> DataLoader:
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, step, epoch, "order"))
+            return self.loader(dataset, recipe.batch_size, shuffle=True, generator=generator)
+
+        iterations = len(batches(0))
+        started = time.perf_counter()
+        history = train_step(context, self.method, recipe, batches, iterations, self.seed,
+                             epoch_checkpoint, quiet=bool(self.config["quiet"]), log=self.log)
+        trained = time.perf_counter() - started
+        return context, history, trained, recipe
+
+    def run_step0(self) -> tuple[dict[str, Any], StepResult]:
+        parts = self.step0_parts()
+        key = step0_key(parts)
+        cache = self.step0_cache
+        reused = True
+        with cache.lock(key):
+            model, _ = self.model_for_step(0)
+            if cache.is_done(key):
+                self.log(f"step 0: reusing the shared step-0 model {cache.directory(key)} "
+                         "(same data, model, recipe and seed; no training)")
+                shared = cache.checkpoint(key)
+                model.load_state_dict(shared["model"])
+                evaluation = cache.evaluation(key)
+                context = self.context(0, model, None)
+                self.method.on_step_start(context)
+            else:
+                reused = False
+                context, history, seconds, _ = self.train_and_evaluate(
+                    0, model, None, cache.directory(key) / "epoch.pt")
+                started = time.perf_counter()
+                matrix = evaluate(model, self.test_loader(0), model.num_classes, self.device)
+                evaluation = {"matrix": matrix.matrix.cpu().tolist(), "history": history,
+                              "train_seconds": seconds,
+                              "eval_seconds": time.perf_counter() - started}
+                cache.save(key, {"model": model.state_dict()}, evaluation, parts)
+                (cache.directory(key) / "epoch.pt").unlink(missing_ok=True)
+        self.method.on_step_end(context)
+        info = {"key": key, "reused": reused, "path": str(cache.directory(key))}
+        checkpoint = {"model_ref": cache.relative_checkpoint(key),
+                      "method": self.method.state_dict()}
+        timings = {} if reused else {"train_seconds": evaluation["train_seconds"],
+                                     "eval_seconds": evaluation["eval_seconds"]}
+        record = self.finish(0, torch.tensor(evaluation["matrix"]), evaluation["history"],
+                             timings, info, checkpoint)
+        return info, StepResult(0, record, trained=not reused, reused_step0=reused)
+
+    def run_incremental(self, step: int) -> StepResult:
+        model, old_model = self.model_for_step(step)
+        context, history, seconds, _ = self.train_and_evaluate(
+            step, model, old_model, self.store.epoch_checkpoint(step))
+        self.method.on_step_end(context)
+        started = time.perf_counter()
+        matrix = evaluate(model, self.test_loader(step), model.num_classes, self.device)
+        timings = {"train_seconds": seconds, "eval_seconds": time.perf_counter() - started}
+        checkpoint = {"model": model.state_dict(), "method": self.method.state_dict()}
+        record = self.finish(step, matrix.matrix.cpu(), history, timings, None, checkpoint)
+        return StepResult(step, record, trained=True, reused_step0=False)
+
+    def finish(self, step: int, matrix: torch.Tensor, history: list[dict[str, float]],
+               timings: dict[str, float], step0: dict[str, Any] | None,
+               checkpoint: dict[str, Any]) -> dict[str, Any]:
+        record = step_record(
+            protocol=self.protocol, step=step, matrix=matrix, method=self.method.name,
+            seed=self.seed, config=self.config, config_hash=self.hash, history=history,
+            timings={k: round(v, 3) for k, v in timings.items()},
+            data={"dataset": self.source.name, "root": str(self.source.root),
+                  "train_images": len(self.index.select(self.protocol, step, "train")),
+                  "test_images": len(self.index.select(self.protocol, step, "val"))},
+            step0=step0,
+        )
+        self.store.finish_step(step, record, checkpoint)
+        return record
+
+    def run(self, steps: Iterable[int] | None = None) -> list[StepResult]:
+        """Run (or resume) the given steps; done steps are read back, not recomputed."""
+        wanted = list(range(self.protocol.num_steps) if steps is None else steps)
+        if wanted and max(wanted) >= self.protocol.num_steps:
+            raise BenchError(f"{self.protocol.name} has steps 0..{self.protocol.num_steps - 1}; "
+                             f"--steps asked for {max(wanted)}")
+        self.store.write_config(self.config)
+        results = []
+        for step in range(max(wanted) + 1 if wanted else 0):
+            if self.store.is_done(step):
+                if step in wanted:
+                    results.append(StepResult(step, self.store.record(step), False, False))
+                continue
+            if step not in wanted and step < min(wanted):
+                raise BenchError(f"step {step} of this run is not done yet; run it first "
+                                 f"(--steps {step}-{max(wanted)})")
+            result = self.run_step0()[1] if step == 0 else self.run_incremental(step)
+            results.append(result)
+            scores = result.record["scores"]
+            self.log(f"step {step} done: old {scores['old']}, new {scores['new']}, "
+                     f"all {scores['all']}")
+        return results

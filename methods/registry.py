@@ -1,0 +1,31 @@
+"""Method names -> Method classes (a name -> class map in timm's `register_model` style)."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+
+from bench.errors import BenchError
+from methods.base import Method
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"method name {cls.name!r} is empty or already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def method_names(pattern: str = "*") -> list[str]:
+    return [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
+
+
+def get_method(name: str) -> type[Method]:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise BenchError(f"unknown method {name!r}.{hint} Known methods: {', '.join(_REGISTRY)} "
+                     "(`bench list methods`)")
