@@ -142,6 +142,7 @@ class DeepLabV3(nn.Module):
         output_stride: int = 16,
         aspp_channels: int = 256,
         aspp_rates: Sequence[int] = (6, 12, 18),
+        aspp_dropout: float = 0.0,
         base_channels: int = 64,
     ) -> None:
         super().__init__()
@@ -161,6 +162,8 @@ class DeepLabV3(nn.Module):
         self.decoder_channels: int = aspp_channels
         # torchvision's ASPP: four conv branches + image pooling, 1x1 projection, dropout 0.5.
         self.aspp = ASPP(encoder_channels, list(aspp_rates), aspp_channels)
+        # torchvision's ASPP ends in Dropout(0.5); the DeepLab-V3 of MiB/SDR has none there.
+        self.aspp.project[-1].p = aspp_dropout
         self.head = _head(aspp_channels)
         self.classifiers = nn.ModuleList()
         for n in classes_per_step:
@@ -236,6 +239,7 @@ class ModelConfig:
     output_stride: int = 16
     aspp_channels: int = 256
     aspp_rates: tuple[int, ...] = (6, 12, 18)
+    aspp_dropout: float = 0.0
     base_channels: int = 64
     pretrained: str | None = None
 
@@ -281,6 +285,7 @@ def build_model(
         output_stride=config.output_stride,
         aspp_channels=config.aspp_channels,
         aspp_rates=config.aspp_rates,
+        aspp_dropout=config.aspp_dropout,
         base_channels=config.base_channels,
     )
     pretrained = config.pretrained

@@ -88,8 +88,12 @@ def step_record(*, protocol: Protocol, step: int, matrix: torch.Tensor, method: 
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """A record without what legitimately differs between identical runs (times, reuse flags)."""
-    kept = {k: v for k, v in record.items() if k not in ("timings", "step0_cache")}
+    """A record without what legitimately differs between identical runs: times, whether step 0
+    was reused, where the data and runs live."""
+    from bench.config import identity
+
+    kept = {k: v for k, v in record.items() if k not in ("timings", "step0_cache", "data")}
+    kept["config"] = identity(record["config"])
     if record.get("step0_cache"):
         kept["step0_key"] = record["step0_cache"].get("key")
     return kept

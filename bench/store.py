@@ -3,8 +3,8 @@
     <runs_root>/<protocol>/<method>/seed<k>-<config hash>/
         config.json                 the resolved configuration (identity + execution settings)
         step<t>/record.json         per-class IoU, old/new/all, confusion matrix, config, versions
-        step<t>/checkpoint.pt       model + method state after the step (absent when shared)
-        step<t>/shared.json         for a step 0 taken from the step-0 cache: where it lives
+        step<t>/checkpoint.pt       model + method state after the step; a shared step 0
+                                    holds `model_ref`, the step-0 cache file, instead of weights
         step<t>/epoch.pt            the last finished epoch of an unfinished step
         step<t>/done                written last: the step is complete
     <runs_root>/_step0/<key>/       step-0 checkpoints shared between methods (see step0_cache)
@@ -71,7 +71,9 @@ class RunStore:
         return (self.run_dir / "config.json").is_file()
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json(self.run_dir / "config.json", config)
+        path = self.run_dir / "config.json"
+        if not path.is_file() or read_json(path) != config:
+            write_json(path, config)
 
     def step_dir(self, step: int) -> Path:
         return self.run_dir / f"step{step}"
@@ -82,25 +84,13 @@ class RunStore:
     def record(self, step: int) -> dict[str, Any]:
         return read_json(self.step_dir(step) / "record.json")
 
-    def finish_step(self, step: int, record: dict[str, Any],
-                    checkpoint: dict[str, Any] | None, shared: dict[str, Any] | None) -> None:
-        """Write the step's checkpoint (or pointer to a shared one), record, then `done`."""
+    def finish_step(self, step: int, record: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Write the step's checkpoint, then its record, then `done`; drop the epoch state."""
         directory = self.step_dir(step)
-        if checkpoint is not None:
-            save_torch(directory / "checkpoint.pt", checkpoint)
-        if shared is not None:
-            write_json(directory / "shared.json", shared)
+        save_torch(directory / "checkpoint.pt", checkpoint)
         write_json(directory / "record.json", record)
         write_text_atomic(directory / "done", "")
         (directory / "epoch.pt").unlink(missing_ok=True)
-
-    def checkpoint_path(self, step: int) -> Path:
-        """The checkpoint after `step`: the run's own, or the shared step-0 one it points to."""
-        directory = self.step_dir(step)
-        shared = directory / "shared.json"
-        if shared.is_file():
-            return self.runs_root / read_json(shared)["checkpoint"]
-        return directory / "checkpoint.pt"
 
     def epoch_checkpoint(self, step: int) -> Path:
         return self.step_dir(step) / "epoch.pt"

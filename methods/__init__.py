@@ -1,6 +1,6 @@
 """HOW a step is learned: one module per method, a registry, the shared Method interface."""
 
-from methods import ft  # noqa: F401  (registers)
+from methods import ft, ilt, joint, lwf, lwf_mc, mib, sdr, sdr_mib  # noqa: F401  (registers)
 from methods.base import LossInputs, Method, StepContext
 from methods.registry import get_method, method_names, register
 

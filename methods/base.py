@@ -76,7 +76,8 @@ class Method:
     Class attributes are the method's data:
     - `name`: the registry name;
     - `defaults`: hyperparameters with their published values;
-    - `per_protocol`: protocol-name glob -> hyperparameters that differ there (first match wins);
+    - `per_protocol`: glob over `<dataset>-<setting>` (e.g. `voc-15-1`, any mode or order) ->
+      hyperparameters that differ there (first match wins);
     - `step0_recipe`: methods with equal recipes share one cached step 0;
     - `uses_old_model`: whether the engine must run the previous model on each batch.
     """
@@ -90,13 +91,15 @@ class Method:
 
     def __init__(self, protocol: Protocol, overrides: Mapping[str, Any] | None = None) -> None:
         self.protocol = protocol
-        self.params = self.resolve_params(protocol.name, overrides or {})
+        self.params = self.resolve_params(f"{protocol.dataset}-{protocol.setting}", overrides or {})
 
     @classmethod
-    def resolve_params(cls, protocol_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve_params(cls, setting: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults, then the first `per_protocol` glob matching `setting` (e.g. `voc-15-1`,
+        whatever the mode or class order), then the user's overrides."""
         params = dict(cls.defaults)
         for pattern, values in cls.per_protocol.items():
-            if fnmatch.fnmatch(protocol_name, pattern):
+            if fnmatch.fnmatch(setting, pattern):
                 params.update(values)
                 break
         unknown = set(overrides) - set(params)

@@ -13,7 +13,7 @@ from protocols.registry import DATASET_DEFAULTS
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("list", help="list protocols (or methods)")
-    parser.add_argument("what", choices=["protocols"], help="what to list")
+    parser.add_argument("what", choices=["protocols", "methods"], help="what to list")
     parser.add_argument("pattern", nargs="?", default="*",
                         help="glob over names, e.g. 'voc-15-*' or '*-disjoint'")
     parser.set_defaults(handler=run)
@@ -42,6 +42,25 @@ def protocol_lines(pattern: str = "*") -> list[str]:
     return lines
 
 
+def method_lines(pattern: str = "*") -> list[str]:
+    from methods import get_method, method_names
+
+    names = method_names(pattern)
+    if not names:
+        raise BenchError(f"no method matches {pattern!r}; `bench list methods` shows them all")
+    lines = []
+    for name in names:
+        method = get_method(name)
+        lines.append(f"{name:<10}{method.description}")
+        params = ", ".join(f"{k}={v}" for k, v in method.defaults.items()) or "none"
+        lines.append(f"{'':<10}hyperparameters: {params}; step 0: {method.step0_recipe}")
+        for protocol_glob, values in method.per_protocol.items():
+            changed = ", ".join(f"{k}={v}" for k, v in values.items())
+            lines.append(f"{'':<10}on {protocol_glob}: {changed}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
-    print("\n".join(protocol_lines(args.pattern)))
+    lister = protocol_lines if args.what == "protocols" else method_lines
+    print("\n".join(lister(args.pattern)))
     return 0

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+
+# Seconds to pause between writing a temporary file and renaming it (fault-injection tests).
+_WRITE_DELAY = float(os.environ.get("CSS_BENCH_WRITE_DELAY", "0") or 0)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -18,6 +23,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
+        if _WRITE_DELAY:  # widens the write window for the fault-injection tests
+            time.sleep(_WRITE_DELAY)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,115 @@
+"""Loss functions shared by several methods, so that methods compose them instead of copying.
+
+Notation: z = current logits (B x C_seen x H x W, old channels first), z_old = the previous
+model's logits (B x C_old x H x W, background included), labels already remapped by the
+protocol (255 = ignore). Every function returns an unweighted scalar; methods apply weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from methods.base import IGNORE_INDEX, LossInputs
+
+
+def require_old_logits(inputs: LossInputs) -> Tensor:
+    """The previous model's logits, which every incremental step of a distilling method needs
+    (the engine provides them when the method says `uses_old_model`)."""
+    if inputs.old_logits is None:
+        raise ValueError(f"step {inputs.step} needs the previous model's logits (uses_old_model)")
+    return inputs.old_logits
+
+
+def knowledge_distillation(logits: Tensor, old_logits: Tensor) -> Tensor:
+    """LwF's distillation on the old channels (Li & Hoiem; MiB's segmentation version).
+
+    KD = -mean_pixels (1/C_old) sum_{c < C_old} softmax(z_old)_c * log_softmax(z[:, :C_old])_c,
+    the new logits being narrowed to the old channels before their softmax. Every pixel counts
+    (255 included): distillation needs no label.
+    """
+    old_channels = old_logits.shape[1]
+    log_p = torch.log_softmax(logits[:, :old_channels], dim=1)
+    targets = torch.softmax(old_logits, dim=1)
+    return -(targets * log_p).mean(dim=1).mean()
+
+
+def unbiased_cross_entropy(logits: Tensor, labels: Tensor, old_channels: int) -> Tensor:
+    """MiB's unbiased cross-entropy: background means "background or any old class".
+
+    log p_0 = logsumexp_{c < C_old} z_c - logsumexp_c z_c, log p_c = z_c - logsumexp z for the
+    new channels; NLL with 255 ignored, mean over labelled pixels. Labels of old channels
+    (c < C_old, which only sequential mode keeps) are mapped to 0, as in MiB. With C_old = 1 it
+    is the plain cross-entropy.
+    """
+    denominator = torch.logsumexp(logits, dim=1, keepdim=True)
+    log_probs = logits - denominator
+    log_background = torch.logsumexp(logits[:, :old_channels], dim=1, keepdim=True) - denominator
+    log_probs = torch.cat([log_background, log_probs[:, 1:]], dim=1)
+    targets = torch.where(labels < old_channels, torch.zeros_like(labels), labels)
+    return F.nll_loss(log_probs, targets, ignore_index=IGNORE_INDEX)
+
+
+def unbiased_knowledge_distillation(logits: Tensor, old_logits: Tensor) -> Tensor:
+    """MiB's unbiased distillation: the old model's background matches "background or new".
+
+    log q_0 = logsumexp over {0} + new channels of z - logsumexp z; log q_c = z_c - logsumexp z
+    for old c >= 1; t = softmax(z_old);
+    L = -mean_pixels (t_0 log q_0 + sum_{1 <= c < C_old} t_c log q_c) / C_old.
+    """
+    old_channels = old_logits.shape[1]
+    denominator = torch.logsumexp(logits, dim=1)
+    background_or_new = torch.cat([logits[:, :1], logits[:, old_channels:]], dim=1)
+    log_q0 = torch.logsumexp(background_or_new, dim=1) - denominator
+    log_q_old = logits[:, 1:old_channels] - denominator[:, None]
+    targets = torch.softmax(old_logits, dim=1)
+    per_pixel = targets[:, 0] * log_q0 + (targets[:, 1:] * log_q_old).sum(dim=1)
+    return -(per_pixel / old_channels).mean()
+
+
+def one_hot_bce(logits: Tensor, labels: Tensor) -> Tensor:
+    """iCaRL-style classification: binary cross-entropy with logits against one-hot targets.
+
+    Summed over channels, averaged over labelled pixels (255 pixels are left out).
+    """
+    labelled = labels != IGNORE_INDEX
+    safe = torch.where(labelled, labels, torch.zeros_like(labels))
+    targets = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
+    if not labelled.any():
+        return logits.sum() * 0.0
+    return per_pixel[labelled].mean()
+
+
+def sigmoid_distillation(logits: Tensor, old_logits: Tensor) -> Tensor:
+    """iCaRL's distillation: BCE with logits of z[:, :C_old] against sigmoid(z_old).
+
+    Mean over elements (pixels and old channels, 255 pixels included).
+    """
+    old_channels = old_logits.shape[1]
+    return F.binary_cross_entropy_with_logits(logits[:, :old_channels], torch.sigmoid(old_logits))
+
+
+def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Labels (B x H x W) resized to a feature map's (h, w) by nearest neighbour."""
+    resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")
+    return resized[:, 0].long()
+
+
+def class_sums(features: Tensor, labels: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-class feature sums (K x F) and pixel counts (K) over the whole batch.
+
+    sums[k] = sum over b, y, x with labels[b, y, x] = classes[k] of features[b, :, y, x]: a true
+    per-channel sum, whatever the number of images the class appears in.
+    """
+    masks = (labels[:, None] == classes[None, :, None, None]).to(features.dtype)
+    sums = torch.einsum("bfhw,bkhw->kf", features, masks)
+    return sums, masks.sum(dim=(0, 2, 3))
+
+
+def class_means(features: Tensor, labels: Tensor, classes: Tensor) -> Tensor:
+    """Per-class mean feature vectors (K x F) over the batch; a class absent gives NaN rows,
+    so callers pass only classes present."""
+    sums, counts = class_sums(features, labels, classes)
+    return sums / counts[:, None]
