@@ -44,6 +44,9 @@ def build_config(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         if "=" not in override:
             raise BenchError(f"override {override!r} is not key=value (e.g. trainer.epochs=5)")
     protocol = get_protocol(args.protocol)
+    from methods import get_method
+
+    get_method(args.method)  # an unknown name fails here, before any data is prepared
     real = uses_real_data(args, protocol.dataset)
     overrides = []
     given_groups = {o.split("=", 1)[0] for o in args.overrides}

@@ -54,6 +54,7 @@ def result_table(records: list[dict[str, Any]], notes: dict[int, str]) -> list[s
 
 
 def run(args: argparse.Namespace) -> int:
+    steps = parse_steps(args.steps)
     config, synthetic = build_config(args)
     if synthetic:
         name = config["data"]["dataset"] or f"synth-{config['protocol'].split('-', 1)[0]}"
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"the configuration differs from the {len(others)} earlier run(s) of this "
                   f"protocol, method and seed ({', '.join(p.name for p in others)}): this is a "
                   f"new run, {store.run_dir.name}")
-    results = runner.run(parse_steps(args.steps))
+    results = runner.run(steps)
     notes = {r.step: ("shared step 0 reused" if r.reused_step0 else
                       "trained" if r.trained else "done earlier") for r in results}
     if results:

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-
 # Seconds to pause between writing a temporary file and renaming it (fault-injection tests).
 _WRITE_DELAY = float(os.environ.get("CSS_BENCH_WRITE_DELAY", "0") or 0)
 
