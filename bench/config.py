@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.errors import BenchError
 
 # Keys that change where or how a run executes, not what it computes.
-NOT_IDENTITY = ("runs_root", "quiet", "device", "data.root", "data.num_workers")
+NOT_IDENTITY = ("runs_root", "quiet", "device", "data.root", "data.num_workers", "data.cache_mb")
 GROUPS = ("data", "model", "trainer")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from bench.data.transforms import normalize
 from bench.metrics import ConfusionMatrix
 
 
@@ -18,7 +19,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_cha
     matrix = ConfusionMatrix(num_channels, device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
     for images, labels in batches:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        images = normalize(images.to(device, non_blocking=True))
+        labels = labels.to(device, non_blocking=True)
         with autocast:
             logits = model(images).logits
         matrix.update(logits[:, :num_channels].argmax(dim=1), labels)

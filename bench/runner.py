@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from bench.config import config_hash, identity
 from bench.data.dataset import StepDataset
 from bench.data.sources import resolve_source
-from bench.data.transforms import eval_transform, train_transform
+from bench.data.transforms import eval_transform, normalize, train_transform
 from bench.errors import BenchError
 from bench.evaluation import evaluate
 from bench.model import ModelConfig, build_model
@@ -78,6 +78,7 @@ class Runner:
                               self.seed, self.hash)
         self.step0_cache = Step0Cache(config["runs_root"])
         self.device = pick_device(config["device"])
+        self._train_data: dict[int, StepDataset] = {}
         self.trainer = config["trainer"]
         self.model_config = ModelConfig(
             backbone=config["model"]["backbone"],
@@ -102,7 +103,19 @@ class Runner:
             bf16=bool(trainer["bf16"]),
         )
 
+    def cache_bytes(self) -> int:
+        """Decoded-file cache per dataset: only when loading in-process (workers would each
+        hold a copy that dies with them every epoch)."""
+        if int(self.config["data"]["num_workers"]) > 0:
+            return 0
+        return int(self.config["data"].get("cache_mb", 0)) << 20
+
     def train_data(self, step: int) -> StepDataset:
+        if step not in self._train_data:
+            self._train_data[step] = self._make_train_data(step)
+        return self._train_data[step]
+
+    def _make_train_data(self, step: int) -> StepDataset:
         samples = self.index.select(self.protocol, step, "train")
         if not samples:
             raise BenchError(f"step {step} of {self.protocol.name} has no training image on "
@@ -110,12 +123,13 @@ class Runner:
                              f"{self.protocol.new_classes(step)} under the {self.protocol.mode} "
                              "rules; use a larger dataset or another protocol")
         return StepDataset(samples, train_lut(self.protocol, step),
-                           train_transform(int(self.trainer["crop"])))
+                           train_transform(int(self.trainer["crop"])), self.cache_bytes())
 
     def test_data(self, step: int) -> StepDataset:
         samples = self.index.select(self.protocol, step, "val")
         return StepDataset(samples, test_lut(self.protocol, step),
-                           eval_transform(int(self.trainer["crop"]), self.protocol.eval_crop))
+                           eval_transform(int(self.trainer["crop"]), self.protocol.eval_crop),
+                           self.cache_bytes())
 
     def loader(self, dataset: StepDataset, batch_size: int, shuffle: bool,
                generator: torch.Generator | None = None) -> DataLoader:
@@ -156,8 +170,9 @@ class Runner:
         dataset = self.train_data(step)
         batch = self.recipe(step).batch_size
 
-        def batches() -> DataLoader:
-            return self.loader(dataset, batch, shuffle=False)
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for images, labels in self.loader(dataset, batch, shuffle=False):
+                yield normalize(images.to(self.device)), labels.to(self.device)
 
         return StepContext(self.protocol, step, model, old_model, self.device, batches)
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from bench.data.transforms import normalize
 from bench.errors import BenchError
 from bench.store import load_torch, save_torch
 from methods.base import LossInputs, Method, StepContext
@@ -67,7 +68,8 @@ def train_step(
 ) -> list[dict[str, float]]:
     """Train `context.model` for one step; returns the mean loss terms of every epoch.
 
-    `batches(epoch)` yields (images, labels) on the CPU; the loop moves them to the device.
+    `batches(epoch)` yields (uint8 images, labels) on the CPU; the loop moves them to the device
+    and normalises them there.
     """
     model, old_model, device, step = context.model, context.old_model, context.device, context.step
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -93,7 +95,7 @@ def train_step(
         progress = tqdm(batches(epoch), total=iterations_per_epoch, disable=quiet, leave=False,
                         desc=f"step {step} epoch {epoch + 1}/{recipe.epochs}", dynamic_ncols=True)
         for batch_index, (images, labels) in enumerate(progress):
-            images = images.to(device, non_blocking=True)
+            images = normalize(images.to(device, non_blocking=True))
             labels = labels.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(recipe.lr, iteration, total, recipe.poly_power)

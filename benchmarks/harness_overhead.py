@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.commands.common import build_config
+from bench.data.transforms import normalize
 from bench.runner import Runner
 from bench.training import train_step
 
@@ -29,7 +30,7 @@ def bare_loop(model, batches, lr: float) -> float:
     model.train()
     started = time.perf_counter()
     for images, labels in batches:
-        output = model(images)
+        output = model(normalize(images))
         loss = F.cross_entropy(output.logits, labels, ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -68,7 +69,7 @@ def main() -> None:
             checkpoint = Path(tmp) / f"epoch{repeat}.pt"
             started = time.perf_counter()
             train_step(context, runner.method, recipe, lambda epoch: batches, len(batches), 0,
-                       checkpoint, quiet=False, log=lambda _: None)
+                       checkpoint, quiet=True, log=lambda _: None)
             harness.append(time.perf_counter() - started)
             model.load_state_dict(initial)
 
@@ -80,7 +81,7 @@ def main() -> None:
 
             started = time.perf_counter()
             train_step(context, runner.method, recipe, real_batches, len(batches), 0,
-                       Path(tmp) / f"data{repeat}.pt", quiet=False, log=lambda _: None)
+                       Path(tmp) / f"data{repeat}.pt", quiet=True, log=lambda _: None)
             harness_data.append(time.perf_counter() - started)
         best_bare, best_harness, best_data = min(bare), min(harness), min(harness_data)
         per = 1000 / len(batches)

@@ -44,8 +44,9 @@ class LossInputs:
 @dataclass
 class StepContext:
     """What step hooks see. `old_model` is a frozen copy of the previous step's model (None at
-    step 0); `train_batches()` iterates over the step's training data (for hooks that need a
-    pass over it); `all_reduce` sums a tensor across distributed ranks (identity when single)."""
+    step 0); `train_batches()` iterates over the step's training data, normalised and on the
+    device, without shuffling (for hooks that need a pass over it); `all_reduce` sums a tensor
+    across distributed ranks (identity when single)."""
 
     protocol: Protocol
     step: int

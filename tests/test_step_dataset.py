@@ -6,7 +6,7 @@ from PIL import Image
 
 from bench.data.dataset import StepDataset
 from bench.data.layouts import Sample
-from bench.data.transforms import eval_transform, train_transform
+from bench.data.transforms import eval_transform, normalize, train_transform
 from protocols import get_protocol
 from protocols.rules import test_lut as make_test_lut
 from protocols.rules import train_lut as make_train_lut
@@ -29,7 +29,7 @@ def test_train_items_carry_only_remapped_values(tmp_path):
                           train_transform(24))
     for _ in range(10):
         image, target = dataset[0]
-        assert image.shape == (3, 24, 24) and image.dtype == torch.float32
+        assert image.shape == (3, 24, 24) and image.dtype == torch.uint8
         assert target.shape == (24, 24) and target.dtype == torch.int64
         assert set(target.unique().tolist()) <= {0, 16}  # 3 is old, 255 is void: background
 
@@ -43,5 +43,8 @@ def test_eval_center_crop_and_full(tmp_path):
     image, target = StepDataset([sample], lut, eval_transform(20, "full"))[0]
     assert image.shape == (3, 30, 40)
     assert target[0, 0] == 0 and target[0, 39] == 3 and target[29, 0] == 255
-    # ImageNet normalisation of a grey 200 pixel, red channel
-    assert abs(image[0, 0, 0].item() - (200 / 255 - 0.485) / 0.229) < 0.02
+    # ImageNet normalisation of a grey 200 pixel, per channel, applied to the batch
+    normalised = normalize(image[None])
+    assert normalised.dtype == torch.float32
+    for channel, (mean, std) in enumerate([(0.485, 0.229), (0.456, 0.224), (0.406, 0.225)]):
+        assert abs(normalised[0, channel, 0, 0].item() - (200 / 255 - mean) / std) < 0.02
