@@ -64,11 +64,19 @@ def score_groups(matrix: torch.Tensor, protocol: Protocol, step: int,
 def step_record(*, protocol: Protocol, step: int, matrix: torch.Tensor, method: str, seed: int,
                 config: dict[str, Any], config_hash: str, history: list[dict[str, float]],
                 timings: dict[str, float], data: dict[str, Any],
-                step0: dict[str, Any] | None) -> dict[str, Any]:
-    scores = score_groups(matrix, protocol, step, protocol.background_in_old_all)
+                step0: dict[str, Any] | None, requested: Protocol | None = None) -> dict[str, Any]:
+    """`requested` is the protocol the user asked for when the method trains another plan of it
+    (joint training: one step); scores are then grouped as after the requested last step."""
+    if requested is not None and requested != protocol:
+        scores = score_groups(matrix, requested, requested.num_steps - 1,
+                              protocol.background_in_old_all)
+        described = {**requested.to_dict(), "trained_as": protocol.to_dict()}
+    else:
+        scores = score_groups(matrix, protocol, step, protocol.background_in_old_all)
+        described = protocol.to_dict()
     return {
         "format": RECORD_FORMAT,
-        "protocol": protocol.to_dict(),
+        "protocol": described,
         "method": method,
         "seed": seed,
         "step": step,

@@ -66,6 +66,7 @@ class Runner:
         requested = get_protocol(config["protocol"]).with_knobs(**knobs)
         method_class = get_method(config["method"])
         self.method = method_class(requested, config["method_params"])
+        self.requested = requested
         self.protocol = self.method.plan_protocol(requested)
         self.seed = int(config["seed"])
         data = config["data"]
@@ -74,7 +75,7 @@ class Runner:
                                      synth_options=synth)
         self.index = self.source.index(log=log)
         self.hash = config_hash(config)
-        self.store = RunStore(config["runs_root"], self.protocol.name, self.method.name,
+        self.store = RunStore(config["runs_root"], requested.name, self.method.name,
                               self.seed, self.hash)
         self.step0_cache = Step0Cache(config["runs_root"])
         self.device = pick_device(config["device"])
@@ -272,7 +273,7 @@ class Runner:
             data={"dataset": self.source.name, "root": str(self.source.root),
                   "train_images": len(self.index.select(self.protocol, step, "train")),
                   "test_images": len(self.index.select(self.protocol, step, "val"))},
-            step0=step0,
+            step0=step0, requested=self.requested,
         )
         self.store.finish_step(step, record, checkpoint)
         return record

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     runner = Runner(config, log=lambda message: print(message, flush=True))
     store = runner.store
     protocol = runner.protocol
-    print(f"run: {protocol.name} / {runner.method.name} / seed {runner.seed} / config "
+    print(f"run: {runner.requested.name} / {runner.method.name} / seed {runner.seed} / config "
           f"{runner.hash} on {runner.source.describe()}")
     print("protocol: " + ", ".join(f"{k}={v}" for k, v in protocol.knobs().items()))
     done = [s for s in range(protocol.num_steps) if store.is_done(s)]
