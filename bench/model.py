@@ -291,12 +291,7 @@ def build_model(
     pretrained = config.pretrained
     if pretrained is None or str(pretrained).lower() == "none":
         log(f"model: {config.backbone} backbone from random initialisation (pretrained=none)")
-    elif config.base_channels != 64 and pretrained == "auto":
-        log(
-            f"model: no ImageNet weights exist for {config.backbone} with "
-            f"base_channels={config.base_channels}; the backbone starts from random initialisation"
-        )
-    elif config.base_channels != 64:
+    elif config.base_channels != 64 and pretrained != "auto":
         raise BenchError(
             f"model.pretrained={pretrained!r} needs model.base_channels=64 (ImageNet weights exist "
             f"only at torchvision's width, not {config.base_channels}); set model.pretrained=none."
@@ -304,16 +299,20 @@ def build_model(
     elif pretrained == "auto":
         candidates = cached_weight_paths(config.backbone)
         found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            tried = ", ".join(str(p) for p in candidates)
-            log(
-                f"WARNING: no ImageNet weights for {config.backbone} found at {tried}; the "
-                "backbone starts from random initialisation. Provide them with "
-                "model.pretrained=PATH (a torchvision ResNet state_dict)."
+        if found is None or config.base_channels != 64:
+            # Published numbers all start from ImageNet weights: a silent random start would
+            # give plausible-looking but incomparable results, so this stops the run.
+            where = ("a narrow backbone (model.base_channels != 64) has none"
+                     if config.base_channels != 64
+                     else "looked in " + ", ".join(str(p) for p in candidates))
+            raise BenchError(
+                f"no ImageNet weights for the {config.backbone} backbone ({where}). Put "
+                "torchvision's file there or pass model.pretrained=PATH (a torchvision ResNet "
+                "state_dict); model.pretrained=none trains the backbone from random "
+                "initialisation (nothing is ever downloaded)."
             )
-        else:
-            load_backbone_weights(model, found)
-            log(f"model: loaded ImageNet {config.backbone} weights from {found}")
+        load_backbone_weights(model, found)
+        log(f"model: loaded ImageNet {config.backbone} weights from {found}")
     else:
         load_backbone_weights(model, pretrained)
         log(f"model: loaded {config.backbone} backbone weights from {pretrained}")

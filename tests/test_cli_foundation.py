@@ -48,3 +48,18 @@ def test_data_check_passes_on_a_crafted_layout(crafted_voc, capsys):
     assert main(["data", "check", "--dataset", "voc", "--root", str(crafted_voc)]) == 0
     out = capsys.readouterr().out
     assert "train: 7 images" in out and "val: 3 images" in out and "ok:" in out
+
+
+def test_data_check_passes_on_both_embedded_datasets(tmp_path):
+    """The embedded datasets, at their default sizes, pass the same check as real data."""
+    import os
+
+    env = {**os.environ, "CSS_BENCH_CACHE": str(tmp_path)}
+    for name, train, val in (("synth-voc", 1000, 250), ("synth-ade", 2000, 300)):
+        result = subprocess.run([sys.executable, "-m", "bench.cli", "data", "check", "--dataset",
+                                 name], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"train: {train} images, label files valid" in result.stdout
+        assert f"val: {val} images, label files valid" in result.stdout
+        assert f"ok: {name} at {tmp_path}" in result.stdout
+        assert "classes with no train image" not in result.stdout

@@ -129,20 +129,16 @@ def test_missing_pretrained_path_raises_naming_it(tmp_path: Path) -> None:
     assert str(missing) in str(info.value)
 
 
-def test_auto_without_cache_logs_and_uses_random_init(
+def test_auto_without_cache_stops_with_a_clear_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    logs: list[str] = []
-    model = build_model(
-        ModelConfig(backbone="resnet18", aspp_channels=32, pretrained="auto"), [3], logs.append
-    )
-    assert isinstance(model, DeepLabV3)
-    assert len(logs) == 1
-    line = logs[0]
-    assert "no ImageNet weights" in line and "random initialisation" in line
-    assert "model.pretrained=PATH" in line
-    assert str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth") in line
+    with pytest.raises(BenchError) as info:
+        build_model(ModelConfig(backbone="resnet18", aspp_channels=32, pretrained="auto"), [3])
+    message = str(info.value)
+    assert "no ImageNet weights" in message and "model.pretrained=PATH" in message
+    assert "model.pretrained=none" in message
+    assert str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth") in message
 
 
 def test_auto_loads_cached_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +181,6 @@ def test_narrow_backbone_shapes_and_no_pretrained(tmp_path: Path) -> None:
     torch.save(models.resnet18().state_dict(), path)
     with pytest.raises(BenchError, match="base_channels"):
         small_model(base_channels=16, pretrained=str(path))
-    logs: list[str] = []
     config = ModelConfig(backbone="resnet18", base_channels=16, pretrained="auto")
-    build_model(config, [3], logs.append)
-    assert "random initialisation" in logs[0]
+    with pytest.raises(BenchError, match="narrow backbone"):
+        build_model(config, [3])
