@@ -55,11 +55,11 @@ def test_data_check_passes_on_both_embedded_datasets(tmp_path):
     import os
 
     env = {**os.environ, "CSS_BENCH_CACHE": str(tmp_path)}
-    for name, train, val in (("synth-voc", 1000, 250), ("synth-ade", 2000, 300)):
+    for name, train, val in (("synth-voc", 1000, 250), ("synth-ade", 2000, 1000)):
         result = subprocess.run([sys.executable, "-m", "bench.cli", "data", "check", "--dataset",
                                  name], capture_output=True, text=True, env=env)
         assert result.returncode == 0, result.stderr
         assert f"train: {train} images, label files valid" in result.stdout
         assert f"val: {val} images, label files valid" in result.stdout
         assert f"ok: {name} at {tmp_path}" in result.stdout
-        assert "classes with no train image" not in result.stdout
+        assert "classes with no" not in result.stdout

@@ -82,7 +82,7 @@ def voc_stats() -> tuple[np.ndarray, np.ndarray]:
 def test_spec_defaults_and_errors():
     voc, ade = synth_spec("synth-voc"), synth_spec("synth-ade")
     assert (voc.kind, voc.num_classes, voc.n_train, voc.n_val) == ("voc", 21, 1000, 250)
-    assert (ade.kind, ade.num_classes, ade.n_train, ade.n_val) == ("ade", 151, 2000, 300)
+    assert (ade.kind, ade.num_classes, ade.n_train, ade.n_val) == ("ade", 151, 2000, 1000)
     assert (voc.width, voc.height, voc.void_width, ade.void_width) == (96, 72, 1, 0)
     assert synth_spec("synth-voc", seed=3, width=64).seed == 3
     with pytest.raises(BenchError, match="synth-voc.*synth-ade"):
