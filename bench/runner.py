@@ -297,6 +297,7 @@ class Runner:
             result = self.run_step0()[1] if step == 0 else self.run_incremental(step)
             results.append(result)
             scores = result.record["scores"]
-            self.log(f"step {step} done: old {scores['old']}, new {scores['new']}, "
-                     f"all {scores['all']}")
+            shown = ", ".join(f"{key} {scores[key]:.1f}" for key in ("old", "new", "all")
+                              if scores[key] is not None)
+            self.log(f"step {step} of {self.protocol.num_steps - 1} done: {shown}")
         return results
