@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.commands import config, data, listing, run
+from bench.commands import config, data, listing, run, status, sweep
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data)
+COMMANDS = (run, config, listing, data, sweep, status)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,8 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.errors import BenchError
 
 # Keys that change where or how a run executes, not what it computes.
-NOT_IDENTITY = ("runs_root", "quiet", "device", "data.root", "data.num_workers", "data.cache_mb")
-GROUPS = ("data", "model", "trainer")
+NOT_IDENTITY = ("runs_root", "quiet", "device", "data.root", "data.num_workers", "data.cache_mb",
+                "launcher")
+GROUPS = ("data", "model", "trainer", "launcher")
 
 
 def compose_config(overrides: list[str]) -> dict[str, Any]:

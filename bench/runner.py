@@ -6,6 +6,7 @@ and never branches on the method's name.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import time
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from bench import distributed
 from bench.config import config_hash, identity
 from bench.data.dataset import StepDataset
 from bench.data.sources import resolve_source
@@ -132,7 +134,7 @@ class Runner:
                            eval_transform(int(self.trainer["crop"]), self.protocol.eval_crop),
                            self.cache_bytes())
 
-    def loader(self, dataset: StepDataset, batch_size: int, shuffle: bool,
+    def loader(self, dataset: Dataset, batch_size: int, shuffle: bool,
                generator: torch.Generator | None = None) -> DataLoader:
         workers = int(self.config["data"]["num_workers"])
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
@@ -141,7 +143,15 @@ class Runner:
 
     def test_loader(self, step: int) -> DataLoader:
         size = 1 if self.protocol.eval_crop == "full" else int(self.trainer["eval_batch_size"])
-        return self.loader(self.test_data(step), size, shuffle=False)
+        return self.loader(self.rank_shard(self.test_data(step)), size, shuffle=False)
+
+    @staticmethod
+    def rank_shard(dataset: StepDataset) -> Dataset:
+        """The test items this rank evaluates; every item once over all ranks (the evaluation
+        transform is deterministic, so any split gives the single-process matrix)."""
+        if distributed.world_size() == 1:
+            return dataset
+        return Subset(dataset, distributed.shard_indices(len(dataset)))
 
     # ----- model ----------------------------------------------------------------------------
     def previous_checkpoint(self, step: int) -> dict[str, Any]:
@@ -156,7 +166,8 @@ class Runner:
         torch.manual_seed(derived_seed(self.seed, step, "init"))
         sizes = list(self.protocol.step_sizes[: step + 1])
         if step == 0:
-            return build_model(self.model_config, sizes, log=self.log).to(self.device), None
+            model = build_model(self.model_config, sizes, log=self.log).to(self.device)
+            return distributed.convert_sync_batchnorm(model, self.device), None
         quiet = ModelConfig(**{**self.model_config.__dict__, "pretrained": "none"})
         model = build_model(quiet, sizes[:-1], log=lambda _: None)
         checkpoint = self.previous_checkpoint(step)
@@ -164,7 +175,7 @@ class Runner:
         self.method.load_state_dict(checkpoint["method"])
         old_model = freeze(copy.deepcopy(model)).to(self.device)
         model.add_classifier(sizes[-1])
-        return model.to(self.device), old_model
+        return distributed.convert_sync_batchnorm(model.to(self.device), self.device), old_model
 
     def context(self, step: int, model: torch.nn.Module,
                 old_model: torch.nn.Module | None) -> StepContext:
@@ -172,10 +183,15 @@ class Runner:
         batch = self.recipe(step).batch_size
 
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            # each rank draws every batch (the training transform is random: the draws must
+            # follow the single-process order) and keeps its slice; the slices sum to the whole
             for images, labels in self.loader(dataset, batch, shuffle=False):
-                yield normalize(images.to(self.device)), labels.to(self.device)
+                images, labels = distributed.shard(images), distributed.shard(labels)
+                if len(images):
+                    yield normalize(images.to(self.device)), labels.to(self.device)
 
-        return StepContext(self.protocol, step, model, old_model, self.device, batches)
+        return StepContext(self.protocol, step, model, old_model, self.device, batches,
+                           all_reduce=distributed.all_reduce_sum)
 
     # ----- steps ----------------------------------------------------------------------------
     def step0_parts(self) -> dict[str, Any]:
@@ -204,25 +220,41 @@ class Runner:
         context = self.context(step, model, old_model)
         self.method.on_step_start(context)
 
-        def batches(epoch: int) -> DataLoader:
+        def loader(epoch: int) -> DataLoader:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, step, epoch, "order"))
             return self.loader(dataset, recipe.batch_size, shuffle=True, generator=generator)
 
-        iterations = len(batches(0))
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            # every rank draws the global batch (same order, same augmentations) and trains on
+            # its slice: the inputs of a single-process run with the same global batch
+            for images, labels in loader(epoch):
+                yield distributed.shard(images), distributed.shard(labels)
+
+        iterations = len(loader(0))
         started = time.perf_counter()
         history = train_step(context, self.method, recipe, batches, iterations, self.seed,
                              epoch_checkpoint, quiet=bool(self.config["quiet"]), log=self.log)
         trained = time.perf_counter() - started
         return context, history, trained, recipe
 
+    def step_end(self, context: StepContext) -> None:
+        """The method's step-end hook, from a seeded RNG: a hook's pass over the (randomly
+        augmented) training data then gives the same result whether the step was trained here,
+        resumed, or reused from the step-0 cache, and on any number of ranks."""
+        torch.manual_seed(derived_seed(self.seed, context.step, "step end"))
+        self.method.on_step_end(context)
+
     def run_step0(self) -> tuple[dict[str, Any], StepResult]:
         parts = self.step0_parts()
         key = step0_key(parts)
         cache = self.step0_cache
         reused = True
-        with cache.lock(key):
+        # rank 0 alone takes the lock (a waiting rank would block the others' collectives) and
+        # tells the others whether the cache holds this step 0
+        with cache.lock(key) if distributed.is_main() else contextlib.nullcontext():
             model, _ = self.model_for_step(0)
-            if cache.is_done(key):
+            done = cache.is_done(key) if distributed.is_main() else False
+            if distributed.all_reduce_sum(torch.tensor(float(done))).item() > 0:
                 self.log(f"step 0: reusing the shared step-0 model {cache.directory(key)} "
                          "(same data, model, recipe and seed; no training)")
                 shared = cache.checkpoint(key)
@@ -239,9 +271,11 @@ class Runner:
                 evaluation = {"matrix": matrix.matrix.cpu().tolist(), "history": history,
                               "train_seconds": seconds,
                               "eval_seconds": time.perf_counter() - started}
-                cache.save(key, {"model": model.state_dict()}, evaluation, parts)
-                (cache.directory(key) / "epoch.pt").unlink(missing_ok=True)
-        self.method.on_step_end(context)
+                if distributed.is_main():
+                    cache.save(key, {"model": model.state_dict()}, evaluation, parts)
+                    (cache.directory(key) / "epoch.pt").unlink(missing_ok=True)
+                distributed.barrier()
+        self.step_end(context)
         info = {"key": key, "reused": reused, "path": str(cache.directory(key))}
         checkpoint = {"model_ref": cache.relative_checkpoint(key),
                       "method": self.method.state_dict()}
@@ -255,7 +289,7 @@ class Runner:
         model, old_model = self.model_for_step(step)
         context, history, seconds, _ = self.train_and_evaluate(
             step, model, old_model, self.store.epoch_checkpoint(step))
-        self.method.on_step_end(context)
+        self.step_end(context)
         started = time.perf_counter()
         matrix = evaluate(model, self.test_loader(step), model.num_classes, self.device)
         timings = {"train_seconds": seconds, "eval_seconds": time.perf_counter() - started}
@@ -275,7 +309,9 @@ class Runner:
                   "test_images": len(self.index.select(self.protocol, step, "val"))},
             step0=step0, requested=self.requested,
         )
-        self.store.finish_step(step, record, checkpoint)
+        if distributed.is_main():
+            self.store.finish_step(step, record, checkpoint)
+        distributed.barrier()  # the next step reads this one's checkpoint on every rank
         return record
 
     def run(self, steps: Iterable[int] | None = None) -> list[StepResult]:
@@ -284,7 +320,8 @@ class Runner:
         if wanted and max(wanted) >= self.protocol.num_steps:
             raise BenchError(f"{self.protocol.name} has steps 0..{self.protocol.num_steps - 1}; "
                              f"--steps asked for {max(wanted)}")
-        self.store.write_config(self.config)
+        if distributed.is_main():
+            self.store.write_config(self.config)
         results = []
         for step in range(max(wanted) + 1 if wanted else 0):
             if self.store.is_done(step):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from bench import distributed
 from bench.data.transforms import normalize
 from bench.errors import BenchError
 from bench.store import load_torch, save_torch
@@ -85,6 +86,7 @@ def train_step(
         start_epoch, iteration, history = state["epoch"], state["iteration"], state["history"]
         log(f"step {step}: resuming after epoch {start_epoch} of {recipe.epochs}")
     run_old = method.uses_old_model and old_model is not None
+    forward = distributed.wrap(model, device)  # DDP averages gradients across ranks
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if recipe.bf16 and device.type == "cuda" else nullcontext())
     for epoch in range(start_epoch, recipe.epochs):
@@ -100,7 +102,7 @@ def train_step(
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(recipe.lr, iteration, total, recipe.poly_power)
             with autocast:
-                output = model(images)
+                output = forward(images)
                 old_output = None
                 if run_old:
                     with torch.no_grad():
@@ -129,15 +131,19 @@ def train_step(
             if not quiet and (batch_index % 10 == 0 or batch_index + 1 == iterations_per_epoch):
                 progress.set_postfix({k: f"{(v / count).item():.3f}" for k, v in sums.items()})
         progress.close()
-        means = {k: float(v / max(count, 1)) for k, v in sums.items()}
+        distributed.average_buffers(model)
+        means = {k: float(distributed.all_reduce_sum(v / max(count, 1))
+                          / distributed.world_size()) for k, v in sums.items()}
         history.append(means)
         if not all(math.isfinite(v) for v in means.values()):
             raise NonFiniteLoss(f"non-finite mean loss at step {step}, epoch {epoch + 1}")
-        save_torch(epoch_checkpoint, {
-            "epoch": epoch + 1, "iteration": iteration, "history": history,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "method": method.state_dict(),
-        })
+        if distributed.is_main():  # one writer; every rank resumes from the same file
+            save_torch(epoch_checkpoint, {
+                "epoch": epoch + 1, "iteration": iteration, "history": history,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "method": method.state_dict(),
+            })
+        distributed.barrier()
         if quiet:
             log(f"step {step} epoch {epoch + 1}/{recipe.epochs}: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in means.items()))

@@ -43,3 +43,26 @@ def crafted_voc(tmp_path: Path) -> Path:
     }  # fmt: skip
     val = {"V1": label_with(0, 4), "V2": label_with(0, 17, 255), "V3": label_with(0, 255)}
     return write_voc(tmp_path / "voc", train, val)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory):
+    """A real single-node Slurm (+ slurmdbd, MariaDB, munge) for the session, state under a
+    pytest tmp folder, stopped after. Skips when Slurm is not installed, except in CI (CI=true),
+    where the Slurm tests must run: `.ci/run` installs the packages first."""
+    import os
+
+    from tests.slurm_cluster import LocalSlurm, missing
+
+    why = missing()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the local Slurm cannot start: {why}")
+        pytest.skip(f"no local Slurm: {why}")
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.startup_seconds = cluster.start()
+        print(f"\nlocal Slurm up in {cluster.startup_seconds:.1f} s")
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,274 @@
+"""`bench sweep` / `bench status`, requeue and DDP on a real local Slurm (see the `slurm` fixture).
+
+Tiny configs keep every job to seconds; jobs use one torch thread and the node declares 8 CPUs,
+so arrays run concurrently on 2 real cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.engine_helpers import TINY, records
+
+ROOT = Path(__file__).resolve().parents[1]
+# voc-15-1 needs a few more training images than TINY's 64 to give every step a real batch
+SWEEP_TINY = [o for o in TINY if not o.startswith(("data.synth.n_train", "trainer.epochs"))] + [
+    "data.synth.n_train=96", "trainer.epochs=1", "trainer.epochs_incremental=1",
+    "launcher.threads=1", "launcher.cpus_per_task=1"]
+# loss terms that are means over the pixels of a batch (equal-sized halves average exactly)
+PER_PIXEL_TERMS = {"ce", "unbiased_ce", "unbiased_kd", "kd"}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def environment(slurm, cache: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "SLURM_CONF": str(slurm.conf), "CSS_BENCH_CACHE": str(cache),
+            "PYTHONPATH": str(ROOT), **extra}
+
+
+def bench(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+def wait_for(check, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def queue(slurm) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                         env=environment(slurm, Path("/nonexistent")))
+    return out.stdout.split()
+
+
+def test_sweep_runs_step0_once_per_base_and_seed_and_status_shows_all_done(slurm, cache,
+                                                                        tmp_path):
+    env = environment(slurm, cache)
+    runs = tmp_path / "runs"
+    sweep = ["sweep", "--protocols", "voc-15-1,voc-15-5", "--methods", "ft,mib,sdr",
+             "--seeds", "0,1", "--executor", "slurm", "--time", "30", "--runs-root", str(runs),
+             *SWEEP_TINY]
+    started = time.monotonic()
+    first = bench(*sweep, env=env)
+    submitted = time.monotonic() - started
+    assert first.returncode == 0, first.stderr
+    manifest_path = Path(first.stdout.split("sweep manifest: ")[1].split()[0])
+    manifest = json.loads(manifest_path.read_text())
+    # voc-15-1 and voc-15-5 (and ft, mib, sdr) share step 0: one step-0 job per seed
+    assert len(manifest["step0_jobs"]) == 2
+    assert len(manifest["runs"]) == 12
+    assert all(run["step0_job_id"] for run in manifest["runs"])
+
+    again = bench(*sweep, env=env)  # while the first sweep's jobs are queued or running
+    assert again.returncode == 0, again.stderr
+    assert "nothing to submit" in again.stdout and "12 with a live job" in again.stdout
+
+    def finished() -> bool:
+        return bench("status", manifest["name"], "--runs-root", str(runs), env=env,
+                     timeout=60).returncode == 0
+
+    wait_for(finished, "the sweep to finish", timeout=420)
+    elapsed = time.monotonic() - started
+    status = bench("status", str(manifest_path), env=env)
+    assert "12 of 12 runs done" in status.stdout
+    assert "voc-15-1/sdr/seed1  step 6 of 6" in status.stdout
+    assert "voc-15-5/mib/seed0  step 2 of 2" in status.stdout
+    trained_step0 = [
+        json.loads(p.read_text()) for p in runs.glob("voc-*/*/seed*/step0/record.json")]
+    assert len(trained_step0) == 12
+    assert sum(not r["step0_cache"]["reused"] for r in trained_step0) == 2
+    assert len(list((runs / "_step0").glob("*/done"))) == 2
+
+    third = bench(*sweep, env=env)
+    assert "nothing to submit: 12 run(s) done" in third.stdout
+    print(f"\nsweep of 12 runs: submitted in {submitted:.1f} s, all done after {elapsed:.1f} s")
+
+
+def test_a_job_whose_code_raised_shows_the_error_and_log(slurm, cache, tmp_path):
+    env = environment(slurm, cache)
+    runs = tmp_path / "runs"
+    result = bench("sweep", "--protocols", "voc-15-5", "--methods", "ft", "--seeds", "0",
+                   "--executor", "slurm", "--time", "30", "--runs-root", str(runs),
+                   *SWEEP_TINY, "trainer.lr_incremental=nan", env=env)
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.split("bench status ")[1].split()[0]
+
+    def ended() -> bool:
+        text = bench("status", name, "--runs-root", str(runs), env=env, timeout=60).stdout
+        return "failed" in text
+
+    wait_for(ended, "the failing job to end", timeout=240)
+    status = bench("status", name, "--runs-root", str(runs), env=env)
+    assert status.returncode == 1
+    assert "voc-15-5/ft/seed0  step 1 of 2" in status.stdout
+    assert "error: " in status.stdout and "non-finite loss at step 1" in status.stdout
+    log = Path(status.stdout.split("log: ")[1].split()[0])
+    assert log.is_file() and "NonFiniteLoss" in log.read_text()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--partition", "nope"], "invalid partition"),
+    (["--time", "forever"], "invalid --time specification"),
+])
+def test_slurm_refusals_show_slurms_message_and_submit_nothing(slurm, cache, tmp_path, option,
+                                                               message):
+    before = queue(slurm)
+    result = bench("sweep", "--protocols", "voc-15-5", "--methods", "ft", "--executor", "slurm",
+                   "--runs-root", str(tmp_path), *option, *SWEEP_TINY,
+                   env=environment(slurm, cache))
+    assert result.returncode == 2
+    assert message in result.stderr.lower() and "Traceback" not in result.stderr
+    assert "Slurm refuses these jobs" in result.stderr
+    assert queue(slurm) == before
+    assert not list(tmp_path.glob("_sweeps/*.json"))
+
+
+def test_missing_sbatch_and_unreachable_controller_are_clear_errors(slurm, cache, tmp_path):
+    args = ["sweep", "--protocols", "voc-15-5", "--methods", "ft", "--executor", "slurm",
+            "--runs-root", str(tmp_path), *SWEEP_TINY]
+    no_slurm = tmp_path / "bin"
+    no_slurm.mkdir()
+    result = bench(*args, env=environment(slurm, cache, PATH=str(no_slurm)))
+    assert result.returncode == 2 and "sbatch is not on PATH" in result.stderr
+    assert "Traceback" not in result.stderr
+    wrong = tmp_path / "slurm.conf"
+    wrong.write_text(slurm.conf.read_text().replace("SlurmctldPort=6817", "SlurmctldPort=6899")
+                     .replace("MessageTimeout=10", "MessageTimeout=2"))
+    result = bench(*args, env={**environment(slurm, cache), "SLURM_CONF": str(wrong)})
+    assert result.returncode == 2 and "Slurm refuses these jobs" in result.stderr
+    assert "contact slurm controller" in result.stderr.lower()
+    assert not list(tmp_path.glob("_sweeps/*.json"))
+
+
+def build(protocol: str, method: str, runs_root: Path, *overrides: str) -> dict:
+    import argparse
+
+    from bench.commands.common import build_config
+
+    args = argparse.Namespace(protocol=protocol, method=method, seed=0, data_root=None,
+                              dataset=None, runs_root=str(runs_root), quiet=True,
+                              overrides=[*TINY, *overrides])
+    return build_config(args)[0]
+
+
+def executor_for(folder: Path, tasks: int = 1):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm",
+                                     slurm_python=sys.executable)
+    # timeout_min >= 30: submitit counts a USR2 as preemption, not as a time-out
+    executor.update_parameters(timeout_min=30, tasks_per_node=tasks, cpus_per_task=1, nodes=1,
+                               slurm_setup=[f"export PYTHONPATH={ROOT}"])
+    return executor
+
+
+def reference_run(protocol: str, method: str, runs_root: Path, env: dict[str, str],
+                  *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "--protocol", protocol, "--method", method,
+         "--seed", "0", "--quiet", "--runs-root", str(runs_root), *TINY, *overrides],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+
+
+def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, cache, tmp_path,
+                                                                      monkeypatch):
+    from bench.runner import Runner
+    from bench.sweep.job import RunJob
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    monkeypatch.setenv("CSS_BENCH_CACHE", str(cache))
+    longer = ("trainer.epochs=3", "trainer.epochs_incremental=6", "launcher.threads=1")
+    started = time.monotonic()
+    config = build("voc-15-5", "ft", tmp_path / "runs", *longer)
+    run_dir = Runner(config, log=lambda _: None).store.run_dir  # (generates the data once)
+    reference = reference_run("voc-15-5", "ft", tmp_path / "reference",
+                              environment(slurm, cache, OMP_NUM_THREADS="1"), *longer)
+    job = executor_for(tmp_path / "submitit").submit(RunJob(config))
+    epoch = run_dir / "step1" / "epoch.pt"
+    wait_for(epoch.is_file, "step 1's first epoch checkpoint", timeout=240)
+    job._interrupt()  # scancel --signal USR2 (after SIGTERM): a preemption, requeued
+    wait_for(job.done, "the requeued job to finish", timeout=300)
+    result = job.result()
+    elapsed = time.monotonic() - started
+    assert result["trained"] == [1]  # step 0 was done before the interruption
+    log = Path(job.paths.stdout).read_text()
+    assert "preempted" in Path(job.paths.stderr).read_text() + log
+    assert "step 1: resuming after epoch" in log
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    (expected,) = (tmp_path / "reference" / "voc-15-5" / "ft").glob("seed0-*")
+    assert records(run_dir) == records(expected)
+    print(f"\nrequeue test: interrupted mid-step and finished in {elapsed:.1f} s")
+
+
+def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_path,
+                                                              monkeypatch):
+    from bench.runner import Runner
+    from bench.sweep.job import RunJob
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    monkeypatch.setenv("CSS_BENCH_CACHE", str(cache))
+    single = tmp_path / "single"
+    reference = reference_run("voc-15-5", "sdr", single,
+                              environment(slurm, cache, OMP_NUM_THREADS="1"))
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    # step 0 from the single-process run's cache: the DDP job reuses it, then (on 2 ranks)
+    # recomputes SDR's prototypes over sharded data and trains and evaluates step 1
+    shutil.copytree(single / "_step0", tmp_path / "ddp" / "_step0")
+    started = time.monotonic()
+    config = build("voc-15-5", "sdr", tmp_path / "ddp", "launcher.threads=1")
+    run_dir = Runner(config, log=lambda _: None).store.run_dir
+    job = executor_for(tmp_path / "submitit", tasks=2).submit(RunJob(config))
+    wait_for(job.done, "the DDP job", timeout=300)
+    results = job.results()
+    elapsed = time.monotonic() - started
+    assert [r["world_size"] for r in results] == [2, 2]
+    (expected_dir,) = (single / "voc-15-5" / "sdr").glob("seed0-*")
+    assert run_dir.name == expected_dir.name  # launcher settings are not in the identity
+    got, expected = records(run_dir), records(expected_dir)
+    assert got[0] == expected[0]
+    prototypes = torch.load(run_dir / "step0" / "checkpoint.pt", weights_only=False)["method"]
+    reference_state = torch.load(expected_dir / "step0" / "checkpoint.pt",
+                                 weights_only=False)["method"]
+    assert torch.equal(prototypes["counts"], reference_state["counts"])
+    torch.testing.assert_close(prototypes["sums"], reference_state["sums"], rtol=1e-5,
+                               atol=1e-6)
+    matrix, expected_matrix = (torch.tensor(r["confusion_matrix"]) for r in (got[1], expected[1]))
+    assert matrix.sum() == expected_matrix.sum()  # every test pixel counted once over ranks
+    assert_close_step(got[1], expected[1])
+    print(f"\nDDP test (2 gloo tasks): {elapsed:.1f} s")
+
+
+def assert_close_step(got: dict, expected: dict) -> None:
+    """Step 1 trained on 2 ranks vs 1 process with the same global batches (same images, same
+    augmentations, gradients averaged over ranks as a global-batch mean would be). What differs:
+    BatchNorm normalises each half batch with its own statistics (SyncBatchNorm is GPU-only in
+    torch: it raises on CPU tensors), and SDR's latent-space terms are statistics of the batch
+    (means over the classes and prototypes present in it), which a half batch estimates
+    differently. Measured: per-pixel terms within 3%, latent terms within 25%, identical scores.
+    Tolerances: per-pixel terms 5%, latent terms 50% (same order of magnitude), scores 5 points.
+    """
+    for epoch_got, epoch_expected in zip(got["loss_history"], expected["loss_history"],
+                                         strict=True):
+        assert epoch_got.keys() == epoch_expected.keys()
+        for key in epoch_got:
+            rel = 0.05 if key in PER_PIXEL_TERMS else 0.5
+            assert epoch_got[key] == pytest.approx(epoch_expected[key], rel=rel, abs=1e-4), key
+    for key in ("old", "new", "all"):
+        assert got["scores"][key] == pytest.approx(expected["scores"][key], abs=5.0)
