@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from bench import distributed
 from bench.config import config_hash, identity
@@ -136,9 +136,17 @@ class Runner:
 
     def loader(self, dataset: Dataset, batch_size: int, shuffle: bool,
                generator: torch.Generator | None = None) -> DataLoader:
+        """Training loaders drop the last partial batch (as MiB). A step with fewer images than
+        a batch draws one full batch with replacement per epoch instead: a batch of one image
+        cannot pass BatchNorm in training (the ASPP pooling branch is 1x1)."""
         workers = int(self.config["data"]["num_workers"])
+        sampler = None
+        if shuffle and len(dataset) < batch_size:
+            sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size,
+                                    generator=generator)
+            shuffle, generator = False, None
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          drop_last=shuffle and len(dataset) >= batch_size, num_workers=workers,
+                          sampler=sampler, drop_last=shuffle, num_workers=workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def test_loader(self, step: int) -> DataLoader:

@@ -160,3 +160,26 @@ def test_bad_input_is_one_clear_line(tmp_path, cache, args, message):
     result = bench("run", *args, runs_root=tmp_path, cache=cache, check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_step_with_a_single_training_image_still_trains(tmp_path):
+    """voc-15-1 on 64 images leaves step 3 with one training image: a full batch is drawn with
+    replacement (a batch of one cannot pass BatchNorm in training)."""
+    import argparse
+
+    from bench.commands.common import build_config
+    from bench.runner import Runner
+
+    os.environ["CSS_BENCH_CACHE"] = str(tmp_path / "cache")
+    args = argparse.Namespace(protocol="voc-15-1", method="ft", seed=0, data_root=None,
+                              dataset=None, runs_root=str(tmp_path / "runs"), quiet=True,
+                              overrides=[*TINY, "trainer.epochs=1", "trainer.epochs_incremental=1"])
+    runner = Runner(build_config(args)[0], log=lambda _: None)
+    sizes = [len(runner.train_data(step)) for step in range(6)]
+    assert min(sizes) < 8  # the tiny dataset has a step smaller than one batch
+    small = sizes.index(min(sizes))
+    loader = runner.loader(runner.train_data(small), 8, shuffle=True,
+                           generator=__import__("torch").Generator().manual_seed(0))
+    assert [len(labels) for _, labels in loader] == [8]
+    results = runner.run()
+    assert [r.step for r in results] == list(range(6))

@@ -48,3 +48,17 @@ def test_eval_center_crop_and_full(tmp_path):
     assert normalised.dtype == torch.float32
     for channel, (mean, std) in enumerate([(0.485, 0.229), (0.456, 0.224), (0.406, 0.225)]):
         assert abs(normalised[0, channel, 0, 0].item() - (200 / 255 - mean) / std) < 0.02
+
+
+def test_truncated_image_is_named(tmp_path):
+    import pytest
+
+    from bench.errors import BenchError
+
+    sample = blocks(tmp_path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), np.uint8)).save(
+        sample.image, quality=95)
+    sample.image.write_bytes(sample.image.read_bytes()[:300])
+    dataset = StepDataset([sample], make_train_lut(get_protocol("voc-15-5"), 1))
+    with pytest.raises(BenchError, match=r"x\.jpg is corrupt or truncated"):
+        dataset[0]
