@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.commands import config, data, listing, run
+from bench.commands import aggregate, config, data, listing, run
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data)
+COMMANDS = (run, config, listing, data, aggregate)
 
 
 def build_parser() -> argparse.ArgumentParser:
