@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.commands import aggregate, config, data, listing, run
+from bench.commands import aggregate, config, data, listing, plot, run
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data, aggregate)
+COMMANDS = (run, config, listing, data, aggregate, plot)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,12 +121,14 @@ def scores_table(runs: Sequence[Run], conventions: Sequence[str]) -> pd.DataFram
                     "setting": run.protocol.get("setting", "unknown"),
                     "mode": run.protocol.get("mode", "unknown"), "method": run.method,
                     "recipe": run.recipe, "setup_hash": run.setup_hash, "status": run.status,
-                    "seed": run.seed, "config_hash": run.config_hash, "step": record.eval_step,
+                    "seed": run.seed, "config_hash": run.config_hash,
+                    "protocol_steps": len(run.protocol["step_sizes"]), "step": record.eval_step,
                     "stored_step": record.step, "step_done": record.done,
                     "old_classes": old_classes, "new_classes": new_classes,
                     **step_metrics(record, run.protocol, convention),
                 })
-    columns = ["convention", *SETUP_KEYS[:-1], "status", "seed", "config_hash", "step",
+    columns = ["convention", *SETUP_KEYS[:-1], "status", "seed", "config_hash",
+               "protocol_steps", "step",
                "stored_step", "step_done", "old_classes", "new_classes", *METRICS]
     return pd.DataFrame(rows, columns=columns)
 
