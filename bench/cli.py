@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.commands import aggregate, config, data, listing, plot, run
+from bench.commands import aggregate, config, data, listing, plot, run, tables
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data, aggregate, plot)
+COMMANDS = (run, config, listing, data, aggregate, plot, tables)
 
 
 def build_parser() -> argparse.ArgumentParser:
