@@ -136,6 +136,15 @@ class RunCollection:
         lines += [f"duplicate copy read once: {d}" for d in self.duplicate_copies]
         lines += [f"run without any finished step (partial, nothing to show): {p}"
                   for p in self.empty_runs]
+        configs: dict[tuple[str, str, int], list[str]] = {}
+        for run in self.runs:
+            configs.setdefault((run.protocol["name"], run.method, run.seed), []).append(
+                run.config_hash)
+        for (protocol, method, seed), hashes in sorted(configs.items()):
+            if len(hashes) > 1:
+                lines.append(f"{protocol} / {method} / seed {seed} has {len(hashes)} "
+                             f"configurations ({', '.join(sorted(hashes))}): shown separately, "
+                             "never averaged together")
         return lines
 
 

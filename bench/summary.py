@@ -193,17 +193,25 @@ def _data_title(kind: str, data: str) -> str:
     return f"{data} (real data)"
 
 
+def _run_hashes(group: pd.DataFrame, setup: str) -> str:
+    """The run config hashes (seed included) behind one seedless configuration."""
+    joined = ",".join(group[group["setup_hash"] == setup]["config_hashes"])
+    return ", ".join(sorted(set(joined.split(","))))
+
+
 def _section_notes(frame: pd.DataFrame) -> list[str]:
     notes = []
     last = frame.sort_values("step").iloc[-1]
-    notes.append(f"old = {last['old_classes']}, new = classes added since step 0 (after the "
-                 f"last step: {last['new_classes'] or 'none'}); recipe = trainer recipe; config "
-                 "= config hash without the seed.")
+    notes.append(f"old = {last['old_classes']}, new = classes added since step 0 (after step "
+                 f"{last['step']}: {last['new_classes'] or 'none'}); recipe = trainer recipe; "
+                 "config = config hash without the seed.")
     for (method, status), group in frame.groupby(["method", "status"], sort=True):
         hashes = sorted(group["setup_hash"].unique())
         if len(hashes) > 1:
+            runs = "; ".join(f"{h}: run config(s) {_run_hashes(group, h)}" for h in hashes)
             notes.append(f"{method_name(method)} ({status}) has {len(hashes)} configurations "
-                         f"({', '.join(hashes)}): shown separately, never averaged together.")
+                         f"({', '.join(hashes)}): shown separately, never averaged together "
+                         f"({runs}).")
     return notes
 
 

@@ -134,6 +134,11 @@ def test_two_configs_of_one_seed_are_both_shown_with_their_hashes(tmp_path: Path
     text = summary_markdown(summary, "sdr", [str(tmp_path)])
     hashes = sorted(last["setup_hash"])
     assert f"FT (complete) has 2 configurations ({', '.join(hashes)})" in text
+    assert f"run config(s) {seed0[1].config_hash}" in text or \
+        f"run config(s) {seed0[0].config_hash}" in text
+    notices = load_runs([tmp_path]).notices()
+    assert (f"voc-19-1 / ft / seed 0 has 2 configurations ("
+            f"{', '.join(sorted(r.config_hash for r in seed0))})") in " ".join(notices)
 
 
 def test_unreadable_records_are_named_with_path_and_reason(tmp_path: Path, capsys) -> None:
