@@ -141,6 +141,7 @@ def class_heatmaps(long: pd.DataFrame, out: Path) -> list[Path]:
     """One heatmap per (data, protocol, method, recipe, config without seed, status)."""
     written: list[Path] = []
     keys = ["data_kind", "data", "protocol", "method", "recipe", "setup_hash", "status"]
+    configs = long.groupby(["data", "protocol", "method", "status"])["setup_hash"].nunique()
     for (kind, data, protocol, method, recipe, setup, status), frame in long.groupby(keys,
                                                                                     sort=True):
         table, added = _heatmap_frame(frame)
@@ -163,8 +164,11 @@ def class_heatmaps(long: pd.DataFrame, out: Path) -> list[Path]:
         ax.set_title(f"{protocol} / {method_name(method)} / recipe {recipe} / config {setup}\n"
                      f"{_data_note(kind, data)}; {status} run(s); mean IoU over {seeds} "
                      f"seed(s); grey = not seen or no ground truth", fontsize=9)
-        suffix = "" if status == "complete" else "_partial"
+        # The config hash joins the name only where a method has several configurations, so
+        # that the usual names are stable (and linkable from documents).
+        several = configs[(data, protocol, method, status)] > 1
+        suffix = (f"_{setup}" if several else "") + ("" if status == "complete" else "_partial")
         stem = out / (f"heatmap_{_file_part(protocol)}_{_file_part(data)}_{_file_part(method)}"
-                      f"_{setup}{suffix}")
+                      f"{suffix}")
         written += _save(figure, stem)
     return written
