@@ -319,6 +319,11 @@ def read_run(root: str, run_dir: Path, unreadable: list[Unreadable]) -> Run | No
         except RecordError as error:
             unreadable.append(Unreadable(path, str(error)))
             continue
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            # A field of the wrong type (e.g. a seed that is not a number): name it, go on.
+            unreadable.append(Unreadable(path, f"malformed record ({type(error).__name__}: "
+                                               f"{error})"))
+            continue
         parsed.append((fields, path, (directory / "done").is_file()))
     if not parsed:
         return None

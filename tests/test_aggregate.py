@@ -146,10 +146,15 @@ def test_unreadable_records_are_named_with_path_and_reason(tmp_path: Path, capsy
     newer = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=7, format=99)
     broken = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=8)
     broken.write_text('{"format": 1, "protocol"')
+    odd = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=9)
+    raw = json.loads(odd.read_text())
+    raw["seed"] = {"not": "a number"}
+    odd.write_text(json.dumps(raw))
     assert main(["aggregate", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert f"{newer}: format 99 is newer than this css-bench reads (up to 1)" in error
     assert f"{broken}: not readable JSON" in error
+    assert f"{odd}: malformed record (TypeError" in error
     assert "Traceback" not in error
     assert main(["aggregate", str(tmp_path), "--out", str(tmp_path / "out"),
                  "--skip-unreadable"]) == 0
