@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.aggregate import data_origin, load_runs, long_table
+from bench.aggregate import load_runs, long_table
 from bench.cli import main
 from bench.errors import BenchError
+from bench.record_reading import data_origin
 from bench.summary import scores_table, seed_summary, summary_markdown
 from tests.aggregate_helpers import (
     REAL_DATA,
