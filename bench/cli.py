@@ -5,10 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.commands import config, data, listing, run, status, sweep
+from bench.commands import (
+    aggregate,
+    config,
+    data,
+    listing,
+    plot,
+    run,
+    status,
+    sweep,
+    tables,
+)
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data, sweep, status)
+COMMANDS = (run, config, listing, data, sweep, status, aggregate, plot, tables)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,45 @@
+"""`bench aggregate [RUNS_ROOT ...] [--out DIR] [--convention sdr|mib|both]`.
+
+Writes the long per-class table (CSV and Parquet) and the per-step old / new / all / hIoU tables
+(mean and spread over seeds) as CSV, Markdown and LaTeX, one set per metric convention.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.commands.reading import add_roots_arguments, read_roots
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "aggregate", help="per-class long table and per-step old/new/all tables of runs")
+    add_roots_arguments(parser, "./runs")
+    parser.add_argument("--out", default="aggregated", help="output directory (./aggregated)")
+    parser.add_argument("--convention", choices=["sdr", "mib", "both"], default="both",
+                        help="sdr: background counted in old and all; mib: foreground only")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.aggregate import long_table
+    from bench.summary import conventions_of, scores_table, seed_summary, write_summaries
+
+    roots = args.roots or ["runs"]
+    collection = read_roots(roots, args.skip_unreadable)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    conventions = conventions_of(args.convention)
+    table = long_table(collection.runs)
+    table.to_csv(out / "per_class.csv", index=False, float_format="%.4f")
+    table.to_parquet(out / "per_class.parquet", index=False)
+    scores = scores_table(collection.runs, conventions)
+    scores.to_csv(out / "per_step.csv", index=False, float_format="%.4f")
+    scores.to_parquet(out / "per_step.parquet", index=False)
+    summary = seed_summary(scores)
+    written = write_summaries(summary, out, conventions, collection.roots)
+    print(f"wrote {out / 'per_class.csv'} and .parquet ({len(table)} rows: one per run, step "
+          f"and class), {out / 'per_step.csv'} and .parquet (one per run, step, convention)")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0

@@ -1,0 +1,29 @@
+"""What `bench aggregate`, `bench plot` and `bench tables` share: runs roots -> readable runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bench.aggregate import RunCollection, load_runs
+
+
+def add_roots_arguments(parser: argparse.ArgumentParser, default_text: str) -> None:
+    parser.add_argument("roots", nargs="*", metavar="RUNS_ROOT",
+                        help=f"runs roots to read, searched recursively (default: {default_text})")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="aggregate what can be read; unreadable records are still listed")
+
+
+def read_roots(roots: Sequence[str], skip_unreadable: bool) -> RunCollection:
+    """Load every run; unreadable records stop the command unless skipping was asked for."""
+    collection = load_runs(roots)
+    if not skip_unreadable:
+        collection.require_readable()
+    for line in collection.notices():
+        print(f"note: {line}", file=sys.stderr)
+    complete = sum(run.complete for run in collection.runs)
+    print(f"read {len(collection.runs)} run(s) from {', '.join(roots)}: {complete} complete, "
+          f"{len(collection.runs) - complete} partial")
+    return collection

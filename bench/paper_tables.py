@@ -1,0 +1,161 @@
+"""`paper_tables.md`: every published number of the SDR paper beside the reproduced one.
+
+A published row (protocol, method, step, column, convention) is matched with the seed summary of
+complete runs of the same protocol and method, scored in the same metric convention after the
+same step. Real-data runs fill the main section. Runs on the embedded synthetic dataset (or whose
+data set is not recorded) appear only in their own marked section: they are never comparable with
+a paper's number, so they never stand in a real-data column.
+
+The output is a pure function of its inputs: sorted rows, fixed number formats, no timestamps,
+no absolute paths beyond the runs roots as given, so regenerating it gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from bench.formats import (
+    MODE_ORDER,
+    markdown_table,
+    mean_std,
+    method_key,
+    method_name,
+    number,
+    signed,
+)
+from bench.summary import CONVENTION_TEXT
+
+SDR_SOURCE_PREFIX = "SDR paper"
+NOT_RUN = "not run"
+HEADERS = ["method", "setting", "mode", "step", "column", "convention", "published"]
+ALIGN = ["l", "l", "l", "r", "l", "l", "r"]
+COLUMN_ORDER = {"old": 0, "new": 1, "all": 2}
+
+
+def _row_order(table: pd.DataFrame) -> pd.DataFrame:
+    keys = pd.DataFrame({
+        "dataset": table["dataset"],
+        "setting": [tuple(int(x) for x in s.split("-")) for s in table["setting"]],
+        "mode": [MODE_ORDER.index(m) for m in table["mode"]],
+        "method": [method_key(m) for m in table["method"]],
+        "column": [COLUMN_ORDER[c] for c in table["column"]],
+        "convention": table["convention"], "value": table["value"],
+    }, index=table.index)
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return table.loc[order]
+
+
+def _matches(summary: pd.DataFrame, row: pd.Series, kinds: Sequence[str]) -> pd.DataFrame:
+    found = summary[(summary["convention"] == row["convention"])
+                    & (summary["data_kind"].isin(kinds))
+                    & (summary["protocol"] == row["protocol"])
+                    & (summary["method"] == row["method"])
+                    & (summary["step"] == row["step"])
+                    & (summary["status"] == "complete")]
+    return found.sort_values(["data", "recipe", "setup_hash"])
+
+
+def _reproduced(matches: pd.DataFrame, column: str, published: float,
+                show_data: bool) -> tuple[str, str]:
+    """The reproduced cell (one entry per configuration) and the differences."""
+    if matches.empty:
+        return NOT_RUN, ""
+    cells, deltas = [], []
+    several = len(matches) > 1
+    for _, match in matches.iterrows():
+        mean, std, n = (match[f"{column}_mean"], match[f"{column}_std"],
+                        int(match[f"{column}_n"]))
+        text = f"{mean_std(mean, std, n)} (n={n}"
+        if several or show_data:
+            text += f", {match['data']}" if show_data else ""
+            text += f", recipe {match['recipe']}, config {match['setup_hash']}"
+        cells.append(text + ")")
+        deltas.append(signed(mean - published) if n else "")
+    return "; ".join(cells), "; ".join(deltas)
+
+
+def _table_lines(published: pd.DataFrame, summary: pd.DataFrame, kinds: Sequence[str],
+                 only_run: bool) -> list[str]:
+    """Rows of one source; synthetic runs get no difference column (nothing to compare)."""
+    rows = []
+    show_data = "real" not in kinds
+    for _, row in _row_order(published).iterrows():
+        matches = _matches(summary, row, kinds)
+        if only_run and matches.empty:
+            continue
+        reproduced, delta = _reproduced(matches, row["column"], float(row["value"]), show_data)
+        value = float(row["value"])
+        cells = [method_name(row["method"]), row["setting"], row["mode"], str(row["step"]),
+                 row["column"], row["convention"],
+                 number(value, 2 if round(value, 1) != value else 1), reproduced]
+        rows.append(cells if show_data else cells + [delta])
+    if not rows:
+        return []
+    if show_data:
+        return markdown_table(HEADERS + ["synthetic runs (mean ± std, n seeds)"], rows,
+                              ALIGN + ["l"])
+    headers = HEADERS + ["reproduced (mean ± std, n seeds)", "Δ (reproduced − published)"]
+    return markdown_table(headers, rows, ALIGN + ["l", "r"])
+
+
+def _notes(published: pd.DataFrame) -> list[str]:
+    noted = published[published["notes"] != ""].drop_duplicates("notes")
+    return sorted(set(noted["notes"]))
+
+
+def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
+                          roots: Sequence[str], partial_runs: int) -> str:
+    """The whole `paper_tables.md` from the published rows and a `seed_summary` table."""
+    sdr = published[published["source"].str.startswith(SDR_SOURCE_PREFIX)]
+    lines = [
+        "# The SDR paper's tables: published vs reproduced", "",
+        "Generated by `bench tables`; do not edit by hand (regenerate it). Published numbers "
+        "come from `results/published/published.csv` (sources and uncertainties in "
+        "`results/published/README.md`). Runs read from: "
+        + (", ".join(f"`{r}`" for r in roots) if roots else "none (no runs root found)") + ".",
+        "",
+        "- *reproduced*: mean ± sample standard deviation over the seeds (n) of complete runs "
+        "of the same protocol (setting and mode) and method, scored from their confusion "
+        "matrices in the number's metric convention, after the same step. Where a method has "
+        "several configurations each is listed with its recipe and config hash (without the "
+        "seed); they are never averaged together.",
+        "- *Δ* = reproduced − published; *not run* = no complete run on real data.",
+        f"- conventions: `sdr` = {CONVENTION_TEXT['sdr']}; `mib` = {CONVENTION_TEXT['mib']}.",
+        "- Runs on the embedded synthetic dataset are shown only in the last section, never in "
+        "a real-data column: they are not comparable with the papers' numbers.",
+        f"- Partial runs (last step not done) are not used: {partial_runs} found.", "",
+        "## Real data", "",
+    ]
+    sources = list(pd.unique(sdr["source"]))  # the order of the published file
+    for source in sources:
+        rows = sdr[sdr["source"] == source]
+        lines += [f"### {source}", ""]
+        lines += _table_lines(rows, summary, ["real"], only_run=False) + [""]
+    lines += ["## Embedded synthetic data: NOT real data, not comparable with the published "
+              "numbers", "",
+              "The same published numbers beside runs on the embedded synthetic dataset (or on "
+              "an unrecorded data set), for checking the harness end to end only: a synthetic "
+              "image set, a small model and a short recipe. Only rows with such runs are "
+              "listed.", ""]
+    any_synthetic = False
+    for source in sources:
+        table = _table_lines(sdr[sdr["source"] == source], summary, ["synthetic", "unknown"],
+                             only_run=True)
+        if table:
+            any_synthetic = True
+            lines += [f"### {source} (synthetic runs)", ""] + table + [""]
+    if not any_synthetic:
+        lines += ["No complete synthetic run matches a published number.", ""]
+    context = published[~published["source"].str.startswith(SDR_SOURCE_PREFIX)]
+    if len(context):
+        lines += ["## Context: later methods (other sources, real data only)", ""]
+        for source in pd.unique(context["source"]):
+            lines += [f"### {source}", ""]
+            lines += _table_lines(context[context["source"] == source], summary, ["real"],
+                                  only_run=False) + [""]
+    notes = _notes(published)
+    if notes:
+        lines += ["## Notes on the published numbers", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines).rstrip() + "\n"

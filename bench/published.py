@@ -1,0 +1,85 @@
+"""The published numbers (`results/published/*.csv`): loaded, checked, never silently coerced.
+
+One row per number: its source (paper, table or figure), the protocol it belongs to (dataset,
+setting, mode), the method (this project's method names), the step it is reported after, the
+column (old / new / all), the value in %, the metric convention (`sdr`: background counted in
+old and all; `mib`: foreground only) and notes on anything uncertain. Rows are checked against
+the protocol registry so that a number can always be matched with the runs that reproduce it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+from protocols.protocol import MODES
+
+COLUMNS = ["source", "dataset", "setting", "mode", "method", "step", "column", "value",
+           "convention", "notes"]
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "results" / "published" / "published.csv"
+VALUE_COLUMNS = ("old", "new", "all")
+CONVENTIONS = ("sdr", "mib")
+
+
+@dataclass(frozen=True)
+class PublishedProblem:
+    line: int
+    reason: str
+
+
+def check_rows(table: pd.DataFrame) -> list[PublishedProblem]:
+    """Every row whose protocol, step, column, convention or value does not make sense."""
+    from protocols import get_protocol
+
+    problems = []
+    for index, row in table.iterrows():
+        line = int(index) + 2  # header is line 1
+        if row["mode"] not in MODES:
+            problems.append(PublishedProblem(line, f"mode {row['mode']!r} not one of {MODES}"))
+            continue
+        name = f"{row['dataset']}-{row['setting']}"
+        try:
+            protocol = get_protocol(name)
+        except BenchError:
+            problems.append(PublishedProblem(line, f"no protocol {name!r}"))
+            continue
+        if not 0 <= int(row["step"]) < protocol.num_steps:
+            problems.append(PublishedProblem(line, f"step {row['step']} outside 0.."
+                                                   f"{protocol.num_steps - 1} of {name}"))
+        if row["column"] not in VALUE_COLUMNS:
+            problems.append(PublishedProblem(line, f"column {row['column']!r} not one of "
+                                                   f"{VALUE_COLUMNS}"))
+        if row["convention"] not in CONVENTIONS:
+            problems.append(PublishedProblem(line, f"convention {row['convention']!r} not one "
+                                                   f"of {CONVENTIONS}"))
+        if not 0.0 <= float(row["value"]) <= 100.0:
+            problems.append(PublishedProblem(line, f"value {row['value']} is not a % mIoU"))
+    return problems
+
+
+def load_published(path: Path | str = DEFAULT_PATH) -> pd.DataFrame:
+    """The published numbers, with `protocol` (this project's protocol name) added."""
+    from protocols.registry import canonical_name
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"published numbers {path} not found (results/published/published.csv "
+                         "in the repository; --published PATH to use another file)")
+    try:
+        table = pd.read_csv(path, dtype={"setting": str, "step": int, "value": float},
+                            keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as error:
+        raise BenchError(f"published numbers {path} are unreadable ({error})") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise BenchError(f"published numbers {path} lack the column(s) {missing}")
+    problems = check_rows(table)
+    if problems:
+        listed = "\n  - ".join(f"line {p.line}: {p.reason}" for p in problems)
+        raise BenchError(f"published numbers {path} have bad rows:\n  - {listed}")
+    table["protocol"] = [canonical_name(d, s, m) for d, s, m in
+                         zip(table["dataset"], table["setting"], table["mode"], strict=True)]
+    return table

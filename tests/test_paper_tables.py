@@ -1,0 +1,98 @@
+"""`bench tables`: published numbers beside reproduced ones; synthetic runs kept apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.published import load_published
+from protocols import get_protocol
+from tests.aggregate_helpers import REAL_DATA, write_run_19_1
+
+PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,notes
+"SDR paper, test chart",voc,19-1,overlap,ft,1,all,90.0,sdr,
+"SDR paper, test chart",voc,19-1,overlap,ft,1,old,99.0,mib,foreground only
+"SDR paper, test chart",voc,19-1,overlap,lwf,1,all,70.0,sdr,
+"SDR paper, test chart",voc,15-1,disjoint,ft,5,all,5.6,sdr,
+"Other paper, table 9",voc,19-1,overlap,ft,1,new,40.0,sdr,context
+"""
+
+
+def crafted(tmp_path: Path) -> tuple[Path, Path, Path]:
+    published = tmp_path / "published.csv"
+    published.write_text(PUBLISHED)
+    real, synthetic = tmp_path / "real", tmp_path / "synthetic"
+    for seed, correct in enumerate((5, 6, 7)):
+        write_run_19_1(real, correct_new=correct, seed=seed, data=REAL_DATA)
+    write_run_19_1(synthetic, correct_new=1, seed=0, method="lwf")
+    write_run_19_1(synthetic, correct_new=2, seed=0, method="ft")
+    return published, real, synthetic
+
+
+def generate(tmp_path: Path, name: str, *roots: Path) -> str:
+    published = tmp_path / "published.csv"
+    out = tmp_path / name
+    assert main(["tables", *map(str, roots), "--published", str(published),
+                 "--out", str(out)]) == 0
+    return out.read_text()
+
+
+def section(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_published_vs_reproduced_with_difference_and_not_run(tmp_path: Path) -> None:
+    _, real, synthetic = crafted(tmp_path)
+    text = generate(tmp_path, "tables.md", real, synthetic)
+    real_part = section(text, "## Real data", "## Embedded synthetic data")
+    # all (sdr) after step 1 over seeds 0-2: (1900 + 10/15 + 10/14 + 10/13 + 50 + 60 + 70) / 21
+    all_mean = (1900 + 100 * (10 / 15 + 10 / 14 + 10 / 13) / 3 + 60) / 21
+    assert f"| FT | 19-1 | overlap | 1 | all | sdr | 90.0 | {all_mean:.1f} ± " in real_part
+    assert f"(n=3) | {all_mean - 90:+.1f} |" in real_part
+    # the mib number is compared with the mib score: foreground old = 100
+    assert "| FT | 19-1 | overlap | 1 | old | mib | 99.0 | 100.0 ± 0.0 (n=3) | +1.0 |" in real_part
+    assert "| LwF | 19-1 | overlap | 1 | all | sdr | 70.0 | not run |  |" in real_part
+    assert "| FT | 15-1 | disjoint | 5 | all | sdr | 5.6 | not run |  |" in real_part
+    assert "synth" not in real_part  # synthetic runs never in a real-data column
+    synthetic_part = section(text, "## Embedded synthetic data", "## Context")
+    lwf_all = (1900 + 100 * 10 / 19 + 10) / 21  # IoU(20) = 1/10, IoU(0) = 10/19
+    assert f"| LwF | 19-1 | overlap | 1 | all | sdr | 70.0 | {lwf_all:.1f} (n=1, synth-voc" \
+        in synthetic_part
+    assert "15-1" not in synthetic_part  # only rows with synthetic runs
+    assert "Other paper, table 9" in section(text, "## Context", "## Notes")
+
+
+def test_same_input_gives_a_byte_identical_file(tmp_path: Path) -> None:
+    _, real, synthetic = crafted(tmp_path)
+    generate(tmp_path, "first.md", real, synthetic)
+    generate(tmp_path, "second.md", real, synthetic)
+    assert (tmp_path / "first.md").read_bytes() == (tmp_path / "second.md").read_bytes()
+
+
+def test_no_runs_at_all_gives_not_run_everywhere(tmp_path: Path, monkeypatch) -> None:
+    crafted(tmp_path)
+    monkeypatch.chdir(tmp_path)  # neither results/synthetic/runs nor runs here
+    text = generate(tmp_path, "none.md")
+    assert text.count("not run") == 5 + 1  # every row, plus the legend
+
+
+def test_the_published_file_names_known_protocols_and_their_last_steps() -> None:
+    published = load_published()
+    assert {"sdr", "mib"} >= set(published["convention"])
+    assert (published["source"].str.len() > 0).all()
+    for _, row in published.iterrows():
+        assert row["step"] == get_protocol(row["protocol"]).num_steps - 1, row.to_dict()
+    sdr = published[published["source"].str.startswith("SDR paper")]
+    charts = sdr[sdr["source"].str.contains("VOC charts")]
+    assert len(charts) == 7 * 9
+    one = charts[(charts["method"] == "sdr+mib") & (charts["protocol"] == "voc-15-1-disjoint")]
+    assert one["value"].tolist() == pytest.approx([48.7])
+
+
+def test_a_bad_published_row_is_named(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(PUBLISHED.replace("15-1,disjoint,ft,5", "15-1,disjoint,ft,9"))
+    assert main(["tables", "--published", str(bad), "--out", str(tmp_path / "x.md")]) == 2
+    assert "line 5: step 9 outside 0..5 of voc-15-1" in capsys.readouterr().err

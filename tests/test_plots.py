@@ -1,0 +1,44 @@
+"""`bench plot`: forgetting curves and class x step heatmaps, written as PNG and PDF."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.aggregate import load_runs, long_table
+from bench.cli import main
+from bench.plots import _heatmap_frame
+from tests.aggregate_helpers import write_run_19_1
+
+
+def test_plot_writes_curves_and_heatmaps_as_png_and_pdf(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "runs"
+    write_run_19_1(root, correct_new=5, seed=0)
+    write_run_19_1(root, correct_new=7, seed=1)
+    write_run_19_1(root, correct_new=7, seed=2, method="mib", complete=False)
+    out = tmp_path / "plots"
+    assert main(["plot", str(root), "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    stems = {n.rsplit(".", 1)[0] for n in names}
+    assert "curves_voc-19-1_synth-voc_sdr" in stems
+    assert "heatmap_voc-19-1_synth-voc_ft" in stems
+    assert "heatmap_voc-19-1_synth-voc_mib_partial" in stems
+    assert len(names) == 2 * len(stems)  # every figure as PNG and PDF
+    for name in names:
+        head = (out / name).read_bytes()[:8]
+        assert head.startswith(b"\x89PNG" if name.endswith(".png") else b"%PDF")
+    assert "1 forgetting-curve figure(s) and 2 heatmap(s)" in capsys.readouterr().out
+
+
+def test_heatmap_is_the_seed_mean_per_class_and_step(tmp_path: Path) -> None:
+    write_run_19_1(tmp_path, correct_new=5, seed=0)
+    write_run_19_1(tmp_path, correct_new=7, seed=1)
+    table, added = _heatmap_frame(long_table(load_runs([tmp_path]).runs))
+    assert list(table.columns) == [0, 1]
+    assert table.index[20] == "20 tvmonitor"
+    assert table.loc["20 tvmonitor", 1] == pytest.approx(60.0)  # (50 + 70) / 2
+    assert math.isnan(table.loc["20 tvmonitor", 0])  # not seen at step 0
+    assert table.loc["0 background", 1] == pytest.approx(100 * (10 / 15 + 10 / 13) / 2)
+    assert added == [0] * 20 + [1]
