@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,13 +79,16 @@ def test_sweep_runs_step0_once_per_base_and_seed_and_status_shows_all_done(slurm
 
     again = bench(*sweep, env=env)  # while the first sweep's jobs are queued or running
     assert again.returncode == 0, again.stderr
-    assert "nothing to submit" in again.stdout and "12 with a live job" in again.stdout
+    # every run is either still live (the usual case) or already done on a fast machine
+    counts = re.search(r"nothing to submit: (\d+) run\(s\) done, (\d+) with a live job",
+                       again.stdout)
+    assert counts and int(counts[1]) + int(counts[2]) == 12, again.stdout
 
     def finished() -> bool:
         return bench("status", manifest["name"], "--runs-root", str(runs), env=env,
                      timeout=60).returncode == 0
 
-    wait_for(finished, "the sweep to finish", timeout=420)
+    wait_for(finished, "the sweep to finish", timeout=900)
     elapsed = time.monotonic() - started
     status = bench("status", str(manifest_path), env=env)
     assert "12 of 12 runs done" in status.stdout
@@ -114,7 +118,7 @@ def test_a_job_whose_code_raised_shows_the_error_and_log(slurm, cache, tmp_path)
         text = bench("status", name, "--runs-root", str(runs), env=env, timeout=60).stdout
         return "failed" in text
 
-    wait_for(ended, "the failing job to end", timeout=240)
+    wait_for(ended, "the failing job to end", timeout=600)
     status = bench("status", name, "--runs-root", str(runs), env=env)
     assert status.returncode == 1
     assert "voc-15-5/ft/seed0  step 1 of 2" in status.stdout
@@ -202,7 +206,7 @@ def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, ca
                               environment(slurm, cache, OMP_NUM_THREADS="1"), *longer)
     job = executor_for(tmp_path / "submitit").submit(RunJob(config))
     epoch = run_dir / "step1" / "epoch.pt"
-    wait_for(epoch.is_file, "step 1's first epoch checkpoint", timeout=240)
+    wait_for(epoch.is_file, "step 1's first epoch checkpoint", timeout=600)
     job._interrupt()  # scancel --signal USR2 (after SIGTERM): a preemption, requeued
     wait_for(job.done, "the requeued job to finish", timeout=300)
     result = job.result()

@@ -7,9 +7,8 @@ Writes the long per-class table (CSV and Parquet) and the per-step old / new / a
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from bench.commands.reading import add_roots_arguments, read_roots
+from bench.commands.reading import add_roots_arguments, read_for_output
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,10 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.aggregate import long_table
     from bench.summary import conventions_of, scores_table, seed_summary, write_summaries
 
-    roots = args.roots or ["runs"]
-    collection = read_roots(roots, args.skip_unreadable)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    collection, out = read_for_output(args)
     conventions = conventions_of(args.convention)
     table = long_table(collection.runs)
     table.to_csv(out / "per_class.csv", index=False, float_format="%.4f")

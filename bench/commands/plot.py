@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from bench.commands.reading import add_roots_arguments, read_roots
+from bench.commands.reading import add_roots_arguments, read_for_output
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,10 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.plots import class_heatmaps, forgetting_curves
     from bench.summary import scores_table
 
-    roots = args.roots or ["runs"]
-    collection = read_roots(roots, args.skip_unreadable)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    collection, out = read_for_output(args)
     curves = forgetting_curves(scores_table(collection.runs, [args.convention]), out,
                                args.convention)
     heatmaps = class_heatmaps(long_table(collection.runs), out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.aggregate import RunCollection, load_runs
 
@@ -27,3 +28,11 @@ def read_roots(roots: Sequence[str], skip_unreadable: bool) -> RunCollection:
     print(f"read {len(collection.runs)} run(s) from {', '.join(roots)}: {complete} complete, "
           f"{len(collection.runs) - complete} partial")
     return collection
+
+
+def read_for_output(args: argparse.Namespace) -> tuple[RunCollection, Path]:
+    """The runs of `args.roots` (default ./runs) and the created output folder `args.out`."""
+    collection = read_roots(args.roots or ["runs"], args.skip_unreadable)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return collection, out
