@@ -243,7 +243,7 @@ class Runner:
         history = train_step(context, self.method, recipe, batches, iterations, self.seed,
                              epoch_checkpoint, quiet=bool(self.config["quiet"]), log=self.log)
         trained = time.perf_counter() - started
-        return context, history, trained, recipe
+        return context, history, trained
 
     def step_end(self, context: StepContext) -> None:
         """The method's step-end hook, from a seeded RNG: a hook's pass over the (randomly
@@ -272,7 +272,7 @@ class Runner:
                 self.method.on_step_start(context)
             else:
                 reused = False
-                context, history, seconds, _ = self.train_and_evaluate(
+                context, history, seconds = self.train_and_evaluate(
                     0, model, None, cache.directory(key) / "epoch.pt")
                 started = time.perf_counter()
                 matrix = evaluate(model, self.test_loader(0), model.num_classes, self.device)
@@ -295,7 +295,7 @@ class Runner:
 
     def run_incremental(self, step: int) -> StepResult:
         model, old_model = self.model_for_step(step)
-        context, history, seconds, _ = self.train_and_evaluate(
+        context, history, seconds = self.train_and_evaluate(
             step, model, old_model, self.store.epoch_checkpoint(step))
         self.step_end(context)
         started = time.perf_counter()

@@ -65,7 +65,6 @@ def train_step(
     epoch_checkpoint: Path,
     quiet: bool = False,
     log: Callable[[str], None] = print,
-    after_epoch: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train `context.model` for one step; returns the mean loss terms of every epoch.
 
@@ -147,8 +146,6 @@ def train_step(
         if quiet:
             log(f"step {step} epoch {epoch + 1}/{recipe.epochs}: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
-        if after_epoch is not None:
-            after_epoch(epoch + 1)
     return history
 
 

@@ -92,6 +92,7 @@ class SplitIndex:
         self.log = log
         self.workers = workers
         self._presence: dict[str, tuple[list[Sample], np.ndarray, str]] = {}
+        self._selected: dict[tuple[str, int, str], list[Sample]] = {}
 
     def presence(self, split: str) -> tuple[list[Sample], np.ndarray, str]:
         """(samples, presence matrix, file-list fingerprint) of a split, scanning at most once."""
@@ -123,7 +124,14 @@ class SplitIndex:
         return None
 
     def select(self, protocol: Protocol, step: int, split: str) -> list[Sample]:
-        """The samples of `split` that `protocol` uses at `step` (train or test rules)."""
+        """The samples of `split` that `protocol` uses at `step` (train or test rules); read or
+        computed once per index, like the split file it is kept in."""
+        key = (protocol.name, step, split)
+        if key not in self._selected:
+            self._selected[key] = self._select(protocol, step, split)
+        return self._selected[key]
+
+    def _select(self, protocol: Protocol, step: int, split: str) -> list[Sample]:
         samples, matrix, print_ = self.presence(split)
         path = self.cache_dir / "splits" / protocol.name / f"{split}-step{step}.txt"
         header = f"# css-bench split: rules v{RULES_VERSION}, files {print_}"
