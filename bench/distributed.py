@@ -4,8 +4,14 @@ The engine stays method-agnostic: methods see only `StepContext.all_reduce`, whi
 provides (identity when single). Every rank draws the same global batch, with the same random
 augmentations, and trains on its contiguous slice of it, so a run on N ranks sees exactly the
 inputs of a single-process run with the same global batch; only rank 0 writes the store.
-SyncBatchNorm is GPU-only in torch (it raises on CPU tensors), so on CPU/gloo BatchNorm
-normalises with per-rank statistics; on CUDA the model's BatchNorms are converted.
+
+What makes N ranks compute the single-process gradient: every statistic of the batch (a loss's
+mean over pixels, SDR's class means, BatchNorm's mean and variance) is summed over ranks by
+`sum_with_grad`, whose backward sums the gradient over ranks too. A term computed on every rank
+from such global sums has the same value on every rank; rank r's backward then yields the
+derivative of the N identical terms through rank r's own inputs, and DDP's average over ranks
+(1/N of the sum) is the single-process gradient. BatchNorm layers become `GlobalBatchNorm2d` on
+CPU (torch's SyncBatchNorm is CUDA-only) and torch's SyncBatchNorm on CUDA.
 """
 
 from __future__ import annotations
@@ -46,6 +52,43 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return total
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) whose backward is all_reduce(SUM) of the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+        return all_reduce_sum(tensor.detach().contiguous())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return all_reduce_sum(grad.contiguous())
+
+
+def sum_with_grad(tensor: Tensor) -> Tensor:
+    """The sum of `tensor` over ranks, differentiable (identity when single). Every rank must
+    call it, in the same order, for the same shapes."""
+    if not initialised():
+        return tensor
+    return _SumOverRanks.apply(tensor)
+
+
+def max_with_grad(tensor: Tensor) -> Tensor:
+    """The element-wise maximum over ranks, differentiable: the gradient reaches the ranks that
+    hold the maximum (shared evenly on ties, as torch's amax does); identity when single."""
+    if not initialised():
+        return tensor
+    top = tensor.detach().clone().contiguous()
+    if dist.get_backend() == "nccl" and top.device.type != "cuda":
+        top = top.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+        top = top.to(tensor.device)
+    else:
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    holders = (tensor.detach() == top).to(tensor.dtype)
+    shares = holders / all_reduce_sum(holders).clamp_min(1)
+    return top + sum_with_grad((tensor - tensor.detach()) * shares)
+
+
 def barrier() -> None:
     if initialised():
         dist.barrier()
@@ -82,9 +125,15 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    if initialised() and device.type == "cuda":
+    """BatchNorm over the global batch when distributed: torch's SyncBatchNorm on CUDA, this
+    package's GlobalBatchNorm2d elsewhere; the model unchanged when single."""
+    if not initialised():
+        return model
+    if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
+    from bench.batchnorm import GlobalBatchNorm2d
+
+    return GlobalBatchNorm2d.convert(model)
 
 
 def average_buffers(model: nn.Module) -> None:

@@ -6,8 +6,8 @@ conv + BN + ReLU head, and a 1x1 classifier. Two deliberate deviations from thos
 
 * Normalisation is plain ``nn.BatchNorm2d``. The original code used InPlaceABN-sync, which no
   longer builds against current PyTorch/CUDA; BatchNorm2d + ReLU computes the same function
-  (with higher activation memory). Use ``nn.SyncBatchNorm.convert_sync_batchnorm`` for
-  multi-GPU runs if needed.
+  (with higher activation memory). Data-parallel runs convert it to BatchNorm over the global
+  batch (``bench.distributed.convert_sync_batchnorm``).
 * The classifier is one 1x1 conv *per step* (``nn.ModuleList``) whose outputs are concatenated.
   Old rows therefore stay exactly as they were unless a method changes them, and freezing a
   step's classifier is just ``requires_grad_(False)`` on its own module.

@@ -94,6 +94,11 @@ class Runner:
     # ----- data -----------------------------------------------------------------------------
     def recipe(self, step: int) -> StepRecipe:
         trainer = self.trainer
+        ranks = distributed.world_size()
+        if int(trainer["batch_size"]) < ranks:
+            raise BenchError(f"trainer.batch_size={trainer['batch_size']} is the global batch and "
+                             f"must give every one of the {ranks} ranks at least one image: "
+                             f"set trainer.batch_size >= {ranks} or use fewer tasks")
         return StepRecipe(
             epochs=int(trainer["epochs"] if step == 0 else trainer.get("epochs_incremental")
                        or trainer["epochs"]),
@@ -193,10 +198,10 @@ class Runner:
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             # each rank draws every batch (the training transform is random: the draws must
             # follow the single-process order) and keeps its slice; the slices sum to the whole
+            # every rank yields every batch, an empty slice included: hooks reduce over ranks
             for images, labels in self.loader(dataset, batch, shuffle=False):
                 images, labels = distributed.shard(images), distributed.shard(labels)
-                if len(images):
-                    yield normalize(images.to(self.device)), labels.to(self.device)
+                yield normalize(images.to(self.device)), labels.to(self.device)
 
         return StepContext(self.protocol, step, model, old_model, self.device, batches,
                            all_reduce=distributed.all_reduce_sum)

@@ -22,7 +22,7 @@ from bench import distributed
 from bench.data.transforms import normalize
 from bench.errors import BenchError
 from bench.store import load_torch, save_torch
-from methods.base import LossInputs, Method, StepContext
+from methods.base import GlobalBatch, LossInputs, Method, StepContext
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,8 @@ def train_step(
         start_epoch, iteration, history = state["epoch"], state["iteration"], state["history"]
         log(f"step {step}: resuming after epoch {start_epoch} of {recipe.epochs}")
     run_old = method.uses_old_model and old_model is not None
+    # statistics of the global batch when data-parallel (identity on one process)
+    global_batch = GlobalBatch(sum=distributed.sum_with_grad, max=distributed.max_with_grad)
     forward = distributed.wrap(model, device)  # DDP averages gradients across ranks
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if recipe.bf16 and device.type == "cuda" else nullcontext())
@@ -112,6 +114,7 @@ def train_step(
                     old_logits=None if old_output is None else old_output.logits.float(),
                     old_features=None if old_output is None else old_output.encoder,
                     old_decoder=None if old_output is None else old_output.decoder,
+                    batch=global_batch,
                 ))
             loss = sum(terms.values())
             if not torch.isfinite(loss):

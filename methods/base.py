@@ -27,9 +27,45 @@ from protocols.protocol import Protocol
 IGNORE_INDEX = 255
 
 
+def _unchanged(tensor: Tensor) -> Tensor:
+    return tensor
+
+
+@dataclass(frozen=True)
+class GlobalBatch:
+    """The batch a loss term is a statistic of, when data-parallel ranks each hold a slice of it.
+
+    `sum` and `max` reduce over ranks with gradient (identity on one process; the engine passes
+    `bench.distributed`'s). A term written with them (a mean as `average` of a local total and
+    count, a class mean from summed class sums) has, on every rank, the value it has on one
+    process with the whole batch, and DDP then averages the gradient the single process would
+    get. Every rank must make the same calls in the same order: decide on global quantities
+    (summed counts), never on what one slice happens to contain.
+    """
+
+    sum: Callable[[Tensor], Tensor] = _unchanged
+    max: Callable[[Tensor], Tensor] = _unchanged
+
+    def average(self, total: Tensor, count: Tensor | int) -> Tensor:
+        """sum of `total` over ranks / sum of `count` over ranks; 0 when the count is 0.
+        Computed in float64 (pixel-times-channel counts pass 2^24), returned as `total`'s dtype."""
+        count = torch.as_tensor(count, device=total.device)
+        both = self.sum(torch.stack([total.double(), count.double()]))
+        return (both[0] / both[1].clamp_min(1)).to(total.dtype)
+
+    def mean(self, values: Tensor) -> Tensor:
+        """The mean of every element of `values` over the global batch."""
+        return self.average(values.sum(), values.numel())
+
+
+SINGLE = GlobalBatch()
+
+
 @dataclass
 class LossInputs:
-    """What a loss sees for one batch. Logits are upsampled to the label size."""
+    """What a loss sees for one batch: this rank's slice when data-parallel (`batch` turns
+    statistics of the slice into statistics of the global batch). Logits are upsampled to the
+    label size."""
 
     step: int
     logits: Tensor
@@ -39,6 +75,7 @@ class LossInputs:
     old_logits: Tensor | None = None
     old_features: Tensor | None = None
     old_decoder: Tensor | None = None
+    batch: GlobalBatch = SINGLE
 
 
 @dataclass
@@ -68,7 +105,9 @@ class StepContext:
 
 def cross_entropy(inputs: LossInputs) -> Tensor:
     """Cross-entropy over all current channels, 255 ignored, mean over labelled pixels."""
-    return F.cross_entropy(inputs.logits, inputs.labels, ignore_index=IGNORE_INDEX)
+    per_pixel = F.cross_entropy(inputs.logits, inputs.labels, ignore_index=IGNORE_INDEX,
+                                reduction="none")
+    return inputs.batch.average(per_pixel.sum(), (inputs.labels != IGNORE_INDEX).sum())
 
 
 class Method:

@@ -23,6 +23,7 @@ class ILT(LwF):
         if inputs.old_features is None:
             raise ValueError(f"step {inputs.step} needs the previous model's encoder features")
         terms = super().step_loss(inputs)
-        distance = F.mse_loss(inputs.features.float(), inputs.old_features.float())
+        distance = inputs.batch.mean(F.mse_loss(inputs.features.float(),
+                                                inputs.old_features.float(), reduction="none"))
         terms["feature_kd"] = self.params["feature_weight"] * distance
         return terms

@@ -3,6 +3,8 @@
 Notation: z = current logits (B x C_seen x H x W, old channels first), z_old = the previous
 model's logits (B x C_old x H x W, background included), labels already remapped by the
 protocol (255 = ignore). Every function returns an unweighted scalar; methods apply weights.
+Means are over the global batch (`GlobalBatch`, see methods.base): on one process, the plain
+mean; on data-parallel ranks, the same number from every rank's slice.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.base import IGNORE_INDEX, LossInputs
+from methods.base import IGNORE_INDEX, SINGLE, GlobalBatch, LossInputs
 
 
 def require_old_logits(inputs: LossInputs) -> Tensor:
@@ -22,7 +24,8 @@ def require_old_logits(inputs: LossInputs) -> Tensor:
     return inputs.old_logits
 
 
-def knowledge_distillation(logits: Tensor, old_logits: Tensor) -> Tensor:
+def knowledge_distillation(logits: Tensor, old_logits: Tensor,
+                           batch: GlobalBatch = SINGLE) -> Tensor:
     """LwF's distillation on the old channels (Li & Hoiem; MiB's segmentation version).
 
     KD = -mean_pixels (1/C_old) sum_{c < C_old} softmax(z_old)_c * log_softmax(z[:, :C_old])_c,
@@ -32,10 +35,11 @@ def knowledge_distillation(logits: Tensor, old_logits: Tensor) -> Tensor:
     old_channels = old_logits.shape[1]
     log_p = torch.log_softmax(logits[:, :old_channels], dim=1)
     targets = torch.softmax(old_logits, dim=1)
-    return -(targets * log_p).mean(dim=1).mean()
+    return batch.mean(-(targets * log_p).mean(dim=1))
 
 
-def unbiased_cross_entropy(logits: Tensor, labels: Tensor, old_channels: int) -> Tensor:
+def unbiased_cross_entropy(logits: Tensor, labels: Tensor, old_channels: int,
+                           batch: GlobalBatch = SINGLE) -> Tensor:
     """MiB's unbiased cross-entropy: background means "background or any old class".
 
     log p_0 = logsumexp_{c < C_old} z_c - logsumexp_c z_c, log p_c = z_c - logsumexp z for the
@@ -48,10 +52,12 @@ def unbiased_cross_entropy(logits: Tensor, labels: Tensor, old_channels: int) ->
     log_background = torch.logsumexp(logits[:, :old_channels], dim=1, keepdim=True) - denominator
     log_probs = torch.cat([log_background, log_probs[:, 1:]], dim=1)
     targets = torch.where(labels < old_channels, torch.zeros_like(labels), labels)
-    return F.nll_loss(log_probs, targets, ignore_index=IGNORE_INDEX)
+    per_pixel = F.nll_loss(log_probs, targets, ignore_index=IGNORE_INDEX, reduction="none")
+    return batch.average(per_pixel.sum(), (labels != IGNORE_INDEX).sum())
 
 
-def unbiased_knowledge_distillation(logits: Tensor, old_logits: Tensor) -> Tensor:
+def unbiased_knowledge_distillation(logits: Tensor, old_logits: Tensor,
+                                    batch: GlobalBatch = SINGLE) -> Tensor:
     """MiB's unbiased distillation: the old model's background matches "background or new".
 
     log q_0 = logsumexp over {0} + new channels of z - logsumexp z; log q_c = z_c - logsumexp z
@@ -65,10 +71,10 @@ def unbiased_knowledge_distillation(logits: Tensor, old_logits: Tensor) -> Tenso
     log_q_old = logits[:, 1:old_channels] - denominator[:, None]
     targets = torch.softmax(old_logits, dim=1)
     per_pixel = targets[:, 0] * log_q0 + (targets[:, 1:] * log_q_old).sum(dim=1)
-    return -(per_pixel / old_channels).mean()
+    return batch.mean(-(per_pixel / old_channels))
 
 
-def one_hot_bce(logits: Tensor, labels: Tensor) -> Tensor:
+def one_hot_bce(logits: Tensor, labels: Tensor, batch: GlobalBatch = SINGLE) -> Tensor:
     """iCaRL-style classification: binary cross-entropy with logits against one-hot targets.
 
     Summed over channels, averaged over labelled pixels (255 pixels are left out).
@@ -77,18 +83,18 @@ def one_hot_bce(logits: Tensor, labels: Tensor) -> Tensor:
     safe = torch.where(labelled, labels, torch.zeros_like(labels))
     targets = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     per_pixel = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
-    if not labelled.any():
-        return logits.sum() * 0.0
-    return per_pixel[labelled].mean()
+    return batch.average((per_pixel * labelled).sum(), labelled.sum())
 
 
-def sigmoid_distillation(logits: Tensor, old_logits: Tensor) -> Tensor:
+def sigmoid_distillation(logits: Tensor, old_logits: Tensor,
+                         batch: GlobalBatch = SINGLE) -> Tensor:
     """iCaRL's distillation: BCE with logits of z[:, :C_old] against sigmoid(z_old).
 
     Mean over elements (pixels and old channels, 255 pixels included).
     """
     old_channels = old_logits.shape[1]
-    return F.binary_cross_entropy_with_logits(logits[:, :old_channels], torch.sigmoid(old_logits))
+    return batch.mean(F.binary_cross_entropy_with_logits(
+        logits[:, :old_channels], torch.sigmoid(old_logits), reduction="none"))
 
 
 def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
@@ -97,19 +103,27 @@ def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return resized[:, 0].long()
 
 
-def class_sums(features: Tensor, labels: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-class feature sums (K x F) and pixel counts (K) over the whole batch.
+def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-class feature sums (num_classes x F) and pixel counts (num_classes) of this slice.
 
-    sums[k] = sum over b, y, x with labels[b, y, x] = classes[k] of features[b, :, y, x]: a true
-    per-channel sum, whatever the number of images the class appears in.
+    sums[c] = sum over b, y, x with labels[b, y, x] = c of features[b, :, y, x]: a true
+    per-channel sum, whatever the number of images the class appears in. Labels outside
+    [0, num_classes) (255) are left out.
     """
-    masks = (labels[:, None] == classes[None, :, None, None]).to(features.dtype)
-    sums = torch.einsum("bfhw,bkhw->kf", features, masks)
-    return sums, masks.sum(dim=(0, 2, 3))
+    channels = features.shape[1]
+    pixels = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    flat = labels.reshape(-1)
+    flat = torch.where((flat >= 0) & (flat < num_classes), flat, num_classes)  # a spill row
+    sums = features.new_zeros((num_classes + 1, channels)).index_add(0, flat, pixels)
+    counts = torch.bincount(flat, minlength=num_classes + 1).to(features.dtype)
+    return sums[:num_classes], counts[:num_classes]
 
 
-def class_means(features: Tensor, labels: Tensor, classes: Tensor) -> Tensor:
-    """Per-class mean feature vectors (K x F) over the batch; a class absent gives NaN rows,
-    so callers pass only classes present."""
-    sums, counts = class_sums(features, labels, classes)
-    return sums / counts[:, None]
+def class_means(features: Tensor, labels: Tensor, num_classes: int,
+                batch: GlobalBatch = SINGLE) -> tuple[Tensor, Tensor]:
+    """(per-class mean feature vectors over the global batch, num_classes x F; their global
+    pixel counts). A class without pixels has a zero row and count 0."""
+    sums, counts = class_sums(features, labels, num_classes)
+    both = batch.sum(torch.cat([sums, counts[:, None]], dim=1))  # one reduction, not two
+    sums, counts = both[:, :-1], both[:, -1].detach()
+    return sums / counts.clamp_min(1)[:, None], counts

@@ -23,5 +23,6 @@ class LwF(Method):
         old_logits = require_old_logits(inputs)
         return {
             "ce": cross_entropy(inputs),
-            "kd": self.params["kd_weight"] * knowledge_distillation(inputs.logits, old_logits),
+            "kd": self.params["kd_weight"] * knowledge_distillation(inputs.logits, old_logits,
+                                                                      inputs.batch),
         }

@@ -29,13 +29,13 @@ class LwFMC(Method):
     uses_old_model = True
 
     def step0_loss(self, inputs: LossInputs) -> dict[str, Tensor]:
-        return {"bce": one_hot_bce(inputs.logits, inputs.labels)}
+        return {"bce": one_hot_bce(inputs.logits, inputs.labels, inputs.batch)}
 
     def step_loss(self, inputs: LossInputs) -> dict[str, Tensor]:
         old_logits = require_old_logits(inputs)
         old_channels = old_logits.shape[1]
-        distillation = sigmoid_distillation(inputs.logits, old_logits)
+        distillation = sigmoid_distillation(inputs.logits, old_logits, inputs.batch)
         return {
-            "bce": one_hot_bce(inputs.logits, inputs.labels),
+            "bce": one_hot_bce(inputs.logits, inputs.labels, inputs.batch),
             "kd": self.params["kd_weight"] * old_channels * distillation,
         }

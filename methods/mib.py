@@ -58,9 +58,9 @@ class UnbiasedLosses:
         old_logits = require_old_logits(inputs)
         return {
             "unbiased_ce": unbiased_cross_entropy(inputs.logits, inputs.labels,
-                                                  old_logits.shape[1]),
+                                                  old_logits.shape[1], inputs.batch),
             "unbiased_kd": self.params["kd_weight"]
-            * unbiased_knowledge_distillation(inputs.logits, old_logits),
+            * unbiased_knowledge_distillation(inputs.logits, old_logits, inputs.batch),
         }
 
 

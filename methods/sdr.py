@@ -29,9 +29,11 @@ stated rather than "fixed". tests/test_methods.py checks the direction.
 
 Prototypes: per class, sum and count of the detached features of every iteration of the step in
 which the class is learned (sum / count = the running mean); frozen afterwards; carried in
-`state_dict` (epoch and step checkpoints); summed with `context.all_reduce` at the end of the
-step (a mean is unchanged if ranks see the same data). An epoch checkpoint holds the saving
-rank's un-reduced sums of the step so far.
+`state_dict` (epoch and step checkpoints). Data-parallel ranks sum each batch's class sums
+before adding them, so every rank holds the sums of the global batches and an epoch checkpoint
+written by rank 0 is the whole state. Every statistic of a batch (class means, class maxima,
+means over pixels) is one of the global batch (`GlobalBatch`), so a term has the same value on
+N ranks as on one process.
 
 Deviations from the paper:
 - step-0 prototypes are computed after step 0, from the final step-0 model, by one pass over the
@@ -57,14 +59,14 @@ Deviations from the public release (the paper's definitions are implemented inst
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from bench.errors import BenchError
-from methods.base import IGNORE_INDEX, LossInputs, Method, StepContext
+from methods.base import SINGLE, GlobalBatch, LossInputs, Method, StepContext
 from methods.losses import class_means, class_sums, downsample_labels, require_old_logits
 from methods.mib import UnbiasedLosses
 from methods.registry import register
@@ -87,59 +89,71 @@ def old_class_targets(labels: Tensor, old_logits: Tensor, old_channels: int,
     return torch.where(labels == 0, predicted, torch.zeros_like(labels))
 
 
-def prototype_matching(features: Tensor, targets: Tensor, prototypes: Tensor,
-                       known: Tensor) -> Tensor:
-    """Mean over old classes c >= 1 in `targets` with a prototype of
-    mean_channels (mean of the current features of c's pixels - p_c)^2; 0 when none."""
-    classes = [c for c in targets.unique().tolist() if c >= 1 and bool(known[c])]
+def prototype_matching(features: Tensor, targets: Tensor, prototypes: Tensor, known: Tensor,
+                       batch: GlobalBatch = SINGLE) -> Tensor:
+    """Mean over old classes c >= 1 in `targets` (anywhere in the global batch) with a prototype
+    of mean_channels (mean of the current features of c's pixels - p_c)^2; 0 when none."""
+    means, counts = class_means(features, targets, prototypes.shape[0], batch)
+    selected = (counts > 0) & known.to(counts.device)
+    selected[0] = False
+    if not bool(selected.any()):
+        return features.new_zeros(())
+    return (means[selected] - prototypes[selected]).pow(2).mean(dim=1).mean()
+
+
+def attraction(features: Tensor, labels: Tensor, classes: Sequence[int], prototypes: Tensor,
+               batch: GlobalBatch = SINGLE) -> Tensor:
+    """Mean over `classes` (each present in the global batch) of the mean over the class's pixels
+    and channels of (f - p_c)^2."""
     if not classes:
         return features.new_zeros(())
-    index = torch.tensor(classes, device=features.device)
-    means = class_means(features, targets, index)
-    return (means - prototypes[index]).pow(2).mean(dim=1).mean()
+    channels, num_classes = features.shape[1], prototypes.shape[0]
+    pixels = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    flat = labels.reshape(-1)
+    valid = (flat >= 0) & (flat < num_classes)
+    spill = torch.where(valid, flat, num_classes)  # 255 pixels go to a row that is dropped
+    distance = (pixels - prototypes[torch.where(valid, flat, 0)]).pow(2).sum(dim=1)
+    totals = distance.new_zeros(num_classes + 1).index_add(0, spill, distance)[:num_classes]
+    counts = torch.bincount(spill, minlength=num_classes + 1)[:num_classes].to(totals.dtype)
+    both = batch.sum(torch.stack([totals, counts]))
+    index = torch.tensor(list(classes), device=features.device)
+    return (both[0, index] / (both[1, index].clamp_min(1) * channels)).mean()
 
 
-def attraction(features: Tensor, labels: Tensor, classes: Sequence[int],
-               prototypes: Tensor) -> Tensor:
-    """Mean over `classes` of the mean over the class's pixels and channels of (f - p_c)^2."""
-    if not classes:
-        return features.new_zeros(())
-    pixels = features.permute(0, 2, 3, 1)  # B x h x w x F
-    per_class = [(pixels[labels == c] - prototypes[c]).pow(2).mean() for c in classes]
-    return torch.stack(per_class).mean()
-
-
-def repulsion(features: Tensor, labels: Tensor, classes: Sequence[int]) -> Tensor:
-    """Mean over ordered pairs i != j of 1 / ||m_i - m_j||_2 (batch class means, with gradient);
-    pairs at zero distance are dropped; 0 with fewer than two classes."""
+def repulsion(features: Tensor, labels: Tensor, classes: Sequence[int],
+              batch: GlobalBatch = SINGLE) -> Tensor:
+    """Mean over ordered pairs i != j of `classes` of 1 / ||m_i - m_j||_2 (class means over the
+    global batch, with gradient); pairs at zero distance are dropped; 0 with fewer than two
+    classes."""
     if len(classes) < 2:
         return features.new_zeros(())
-    means = class_means(features, labels, torch.tensor(list(classes), device=features.device))
+    means, _ = class_means(features, labels, max(classes) + 1, batch)
+    means = means[torch.tensor(list(classes), device=features.device)]
     squared = (means[:, None] - means[None]).pow(2).sum(dim=-1)
     distinct = ~torch.eye(len(classes), dtype=torch.bool, device=features.device) & (squared > 0)
-    if not distinct.any():
+    if not bool(distinct.any()):
         return features.new_zeros(())
     return squared[distinct].sqrt().reciprocal().mean()
 
 
-def sparsity(features: Tensor, labels: Tensor) -> Tensor:
+def sparsity(features: Tensor, labels: Tensor, num_classes: int,
+             batch: GlobalBatch = SINGLE) -> Tensor:
     """Mean over labelled pixels of sum_k exp(g_k) / (sum_k g_k + eps), g = f / (max of f over
-    the pixel's class's pixels and all channels + eps); pixels with sum_k g_k = 0 are left out."""
-    pixels = features.permute(0, 2, 3, 1)
-    normalised = []
-    for c in labels.unique().tolist():
-        if c == IGNORE_INDEX:
-            continue
-        members = pixels[labels == c]
-        normalised.append(members / (members.max() + SPARSITY_EPS))
-    if not normalised:
-        return features.new_zeros(())
-    g = torch.cat(normalised)
+    the pixel's class's pixels in the global batch and all channels + eps); pixels with
+    sum_k g_k = 0 are left out. Features are post-ReLU (>= 0): an absent class's maximum is 0."""
+    channels = features.shape[1]
+    pixels = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    flat = labels.reshape(-1)
+    valid = (flat >= 0) & (flat < num_classes)
+    spill = torch.where(valid, flat, num_classes)
+    class_max = pixels.new_zeros(num_classes + 1).scatter_reduce(
+        0, spill, pixels.amax(dim=1), reduce="amax", include_self=False)
+    class_max = batch.max(class_max[:num_classes])
+    g = pixels / (class_max[torch.where(valid, flat, 0)] + SPARSITY_EPS)[:, None]
     summed = g.sum(dim=1)
-    keep = summed > 0
-    if not keep.any():
-        return features.new_zeros(())
-    return (g[keep].exp().sum(dim=1) / (summed[keep] + SPARSITY_EPS)).mean()
+    keep = valid & (summed > 0)
+    ratio = g.exp().sum(dim=1) / (torch.where(keep, summed, 1.0) + SPARSITY_EPS)
+    return batch.average((ratio * keep).sum(), keep.sum())
 
 
 @register
@@ -159,22 +173,24 @@ class SDR(UnbiasedLosses, Method):
         self.counts: Tensor | None = None  # classes, float64
 
     # ----- prototypes -----------------------------------------------------------------------
-    def accumulate(self, features: Tensor, labels: Tensor, channels: range) -> None:
-        """Add the detached features of `channels`' pixels to their running sums and counts."""
-        features = features.detach().float()
+    def accumulate(self, features: Tensor, labels: Tensor, channels: range, num_classes: int,
+                   reduce: Callable[[Tensor], Tensor]) -> Tensor:
+        """Add the detached features of `channels`' pixels in the global batch (this slice's
+        class sums, summed over ranks by `reduce`) to their running sums and counts; returns
+        the global pixel count of every class below `num_classes`."""
+        sums, counts = class_sums(features.detach().float(), labels, num_classes)
+        both = reduce(torch.cat([sums.double(), counts.double()[:, None]], dim=1))
+        sums, counts = both[:, :-1], both[:, -1]
         if self.sums is None or self.counts is None:
             classes = len(self.protocol.class_order)
-            self.sums = features.new_zeros((classes, features.shape[1]), dtype=torch.float64)
-            self.counts = features.new_zeros(classes, dtype=torch.float64)
-        self.sums = self.sums.to(features.device)
-        self.counts = self.counts.to(features.device)
-        present = [c for c in labels.unique().tolist() if c in channels]
-        if not present:
-            return
-        index = torch.tensor(present, device=features.device)
-        sums, counts = class_sums(features, labels, index)
-        self.sums[index] += sums.double()
-        self.counts[index] += counts.double()
+            self.sums = sums.new_zeros((classes, sums.shape[1]))
+            self.counts = counts.new_zeros(classes)
+        self.sums = self.sums.to(sums.device)
+        self.counts = self.counts.to(sums.device)
+        rows = torch.tensor(list(channels), device=sums.device)
+        self.sums[rows] += sums[rows]
+        self.counts[rows] += counts[rows]
+        return counts
 
     def prototypes(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """(classes x F prototypes as `like`'s dtype/device, bool: whether each one exists)."""
@@ -195,19 +211,13 @@ class SDR(UnbiasedLosses, Method):
             for images, labels in context.train_batches():
                 features = model(images.to(context.device)).encoder.float()
                 labels = downsample_labels(labels.to(context.device), tuple(features.shape[-2:]))
-                self.accumulate(features, labels, channels)
+                self.accumulate(features, labels, channels, len(channels), context.all_reduce)
         model.train(was_training)
 
     def on_step_end(self, context: StepContext) -> None:
         super().on_step_end(context)
         if context.step == 0:
             self.step0_prototypes(context)
-        if self.sums is None or self.counts is None:
-            return
-        rows = torch.tensor(list(context.protocol.channels_of(context.step)),
-                            device=self.sums.device)
-        self.sums[rows] = context.all_reduce(self.sums[rows])
-        self.counts[rows] = context.all_reduce(self.counts[rows])
 
     def state_dict(self) -> dict[str, Any]:
         if self.sums is None or self.counts is None:
@@ -229,20 +239,23 @@ class SDR(UnbiasedLosses, Method):
         self.prototypes(inputs.features)  # fails early, before accumulating, without step 0's
         terms = self.unbiased_terms(inputs)
         old_logits = require_old_logits(inputs)
+        batch = inputs.batch
         features = inputs.features.float()
         labels = downsample_labels(inputs.labels, tuple(features.shape[-2:]))
         new_channels = self.protocol.channels_of(inputs.step)
-        self.accumulate(features, labels, new_channels)
+        seen = inputs.logits.shape[1]
+        counts = self.accumulate(features, labels, new_channels, seen, batch.sum)
         prototypes, known = self.prototypes(features)
         targets = old_class_targets(labels, old_logits, old_logits.shape[1],
                                     self.protocol.mode == "sequential")
-        present = [c for c in labels.unique().tolist() if c != IGNORE_INDEX]
+        present = [int(c) for c in torch.nonzero(counts > 0).flatten().tolist()]
         attracted = [c for c in present if (c == 0 or c in new_channels) and bool(known[c])]
         weights = self.params
         terms["matching"] = weights["matching_weight"] * prototype_matching(
-            features, targets, prototypes, known)
+            features, targets, prototypes, known, batch)
         terms["attraction"] = weights["attraction_weight"] * attraction(
-            features, labels, attracted, prototypes)
-        terms["repulsion"] = weights["repulsion_weight"] * repulsion(features, labels, present)
-        terms["sparsity"] = weights["sparsity_weight"] * sparsity(features, labels)
+            features, labels, attracted, prototypes, batch)
+        terms["repulsion"] = weights["repulsion_weight"] * repulsion(
+            features, labels, present, batch)
+        terms["sparsity"] = weights["sparsity_weight"] * sparsity(features, labels, seen, batch)
         return terms

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ SWEEP_TINY = [o for o in TINY if not o.startswith(("data.synth.n_train", "traine
     "data.synth.n_train=96", "trainer.epochs=1", "trainer.epochs_incremental=1",
     "launcher.threads=1", "launcher.cpus_per_task=1"]
 # loss terms that are means over the pixels of a batch (equal-sized halves average exactly)
-PER_PIXEL_TERMS = {"ce", "unbiased_ce", "unbiased_kd", "kd"}
 
 
 @pytest.fixture(scope="module")
@@ -223,56 +221,55 @@ def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, ca
 
 def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_path,
                                                               monkeypatch):
+    """SDR on voc-15-5, every step trained on 2 gloo ranks in one Slurm job (step 0 included,
+    nothing shared with the reference) vs one process with the same global batches.
+
+    At the tiny recipe's learning rate (0.1 from scratch) training is chaotic: two runs whose
+    parameters differ by float rounding (1e-8) after one iteration differ by 1e-3 in the loss
+    after five and by 7 % after eight (measured; the rounding of a sum taken in another order
+    grows about 30x per iteration), so no two summation orders agree there, on one process or
+    on many. At lr 1e-3 the same comparison is a test of the arithmetic: the loss agrees to
+    1e-7 at every iteration of both steps (measured)."""
     from bench.runner import Runner
     from bench.sweep.job import RunJob
 
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     monkeypatch.setenv("CSS_BENCH_CACHE", str(cache))
+    calm = ("trainer.lr=0.001", "trainer.lr_incremental=0.001")
     single = tmp_path / "single"
     reference = reference_run("voc-15-5", "sdr", single,
-                              environment(slurm, cache, OMP_NUM_THREADS="1"))
+                              environment(slurm, cache, OMP_NUM_THREADS="1"), *calm)
     assert reference.wait(timeout=300) == 0, reference.stdout.read()
-    # step 0 from the single-process run's cache: the DDP job reuses it, then (on 2 ranks)
-    # recomputes SDR's prototypes over sharded data and trains and evaluates step 1
-    shutil.copytree(single / "_step0", tmp_path / "ddp" / "_step0")
     started = time.monotonic()
-    config = build("voc-15-5", "sdr", tmp_path / "ddp", "launcher.threads=1")
+    config = build("voc-15-5", "sdr", tmp_path / "ddp", "launcher.threads=1", *calm)
     run_dir = Runner(config, log=lambda _: None).store.run_dir
     job = executor_for(tmp_path / "submitit", tasks=2).submit(RunJob(config))
     wait_for(job.done, "the DDP job", timeout=300)
     results = job.results()
     elapsed = time.monotonic() - started
     assert [r["world_size"] for r in results] == [2, 2]
+    assert [r["trained"] for r in results] == [[0, 1], [0, 1]]
     (expected_dir,) = (single / "voc-15-5" / "sdr").glob("seed0-*")
     assert run_dir.name == expected_dir.name  # launcher settings are not in the identity
     got, expected = records(run_dir), records(expected_dir)
-    assert got[0] == expected[0]
-    prototypes = torch.load(run_dir / "step0" / "checkpoint.pt", weights_only=False)["method"]
-    reference_state = torch.load(expected_dir / "step0" / "checkpoint.pt",
+    for step in (0, 1):
+        assert_same_step(got[step], expected[step])
+    state = torch.load(run_dir / "step1" / "checkpoint.pt", weights_only=False)["method"]
+    reference_state = torch.load(expected_dir / "step1" / "checkpoint.pt",
                                  weights_only=False)["method"]
-    assert torch.equal(prototypes["counts"], reference_state["counts"])
-    torch.testing.assert_close(prototypes["sums"], reference_state["sums"], rtol=1e-5,
-                               atol=1e-6)
-    matrix, expected_matrix = (torch.tensor(r["confusion_matrix"]) for r in (got[1], expected[1]))
-    assert matrix.sum() == expected_matrix.sum()  # every test pixel counted once over ranks
-    assert_close_step(got[1], expected[1])
-    print(f"\nDDP test (2 gloo tasks): {elapsed:.1f} s")
+    assert torch.equal(state["counts"], reference_state["counts"])  # every pixel once
+    torch.testing.assert_close(state["sums"], reference_state["sums"], rtol=1e-5, atol=1e-5)
+    print(f"\nDDP test (2 gloo tasks, 2 steps): {elapsed:.1f} s")
 
 
-def assert_close_step(got: dict, expected: dict) -> None:
-    """Step 1 trained on 2 ranks vs 1 process with the same global batches (same images, same
-    augmentations, gradients averaged over ranks as a global-batch mean would be). What differs:
-    BatchNorm normalises each half batch with its own statistics (SyncBatchNorm is GPU-only in
-    torch: it raises on CPU tensors), and SDR's latent-space terms are statistics of the batch
-    (means over the classes and prototypes present in it), which a half batch estimates
-    differently. Measured: per-pixel terms within 3%, latent terms within 25%, identical scores.
-    Tolerances: per-pixel terms 5%, latent terms 50% (same order of magnitude), scores 5 points.
-    """
+def assert_same_step(got: dict, expected: dict) -> None:
+    """Every loss term of every epoch within float tolerance (SDR's latent terms included:
+    their batch statistics are those of the global batch), the same predictions on every test
+    pixel, every test pixel counted once over the ranks."""
     for epoch_got, epoch_expected in zip(got["loss_history"], expected["loss_history"],
                                          strict=True):
         assert epoch_got.keys() == epoch_expected.keys()
         for key in epoch_got:
-            rel = 0.05 if key in PER_PIXEL_TERMS else 0.5
-            assert epoch_got[key] == pytest.approx(epoch_expected[key], rel=rel, abs=1e-4), key
-    for key in ("old", "new", "all"):
-        assert got["scores"][key] == pytest.approx(expected["scores"][key], abs=5.0)
+            assert epoch_got[key] == pytest.approx(epoch_expected[key], rel=1e-5, abs=1e-7), key
+    assert got["confusion_matrix"] == expected["confusion_matrix"]
+    assert got["scores"] == expected["scores"]

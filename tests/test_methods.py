@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from bench.errors import BenchError
 from bench.model import DeepLabV3
 from bench.store import load_torch
 from methods import LossInputs, StepContext, get_method, method_names
+from methods.base import GlobalBatch
 from methods.losses import (
     class_means,
     knowledge_distillation,
@@ -213,8 +215,11 @@ def sdr_after_step0(batches=None, method: str = "sdr") -> SDR:
 
 
 def test_class_means_are_true_per_channel_means():
-    means = class_means(STEP0_FEATURES, STEP0_LABELS, torch.tensor([1, 0, 2]))
-    assert torch.equal(means, torch.tensor([[3.0, 30.0], [2.0, 20.0], [7.0, 70.0]]))
+    means, counts = class_means(STEP0_FEATURES, STEP0_LABELS, 4)
+    assert torch.equal(means, torch.tensor([[2.0, 20.0], [3.0, 30.0], [7.0, 70.0], [0.0, 0.0]]))
+    assert torch.equal(counts, torch.tensor([1.0, 2.0, 1.0, 0.0]))
+    ignored = torch.tensor([[[1, 255]], [[1, 2]]])  # 255 goes nowhere
+    assert torch.equal(class_means(STEP0_FEATURES, ignored, 3)[0][0], torch.zeros(2))
 
 
 def test_sdr_step0_prototypes_from_one_pass_and_carried_in_state():
@@ -238,7 +243,7 @@ def incremental_inputs(features, labels, old_argmax) -> LossInputs:
     return inputs(1, logits, labels, old_logits, features)
 
 
-def test_sdr_running_prototypes_of_new_classes_then_reduced_at_step_end():
+def test_sdr_running_prototypes_of_new_classes_summed_over_ranks_per_batch():
     sdr = sdr_after_step0()
     # Class 16 in both images: [1, 3] and [3, 5] in batch 1, [8, 2] in batch 2 -> [4, 10/3].
     # Background pixels ([9, 9]) must not move background's frozen prototype [2, 20].
@@ -251,11 +256,17 @@ def test_sdr_running_prototypes_of_new_classes_then_reduced_at_step_end():
     assert torch.allclose(prototypes[16], torch.tensor([4.0, 10.0 / 3], dtype=torch.float64))
     assert torch.equal(prototypes[0], torch.tensor([2.0, 20.0], dtype=torch.float64))
     assert known[16] and not known[17]
-    # all_reduce (here: two ranks that saw the same data) sums this step's rows only.
-    sdr.on_step_end(context_for(IdentityEncoder(), 1, all_reduce=lambda t: 2 * t))
-    counts = sdr.state_dict()["counts"]
+    # a batch's class sums go through the global batch's sum (here: two ranks that saw the
+    # same slice): this step's rows double, old rows stay, the running mean is unchanged
+    doubled = get_method("sdr")(VOC_15_5)
+    doubled.load_state_dict(sdr_after_step0().state_dict())
+    twice = GlobalBatch(sum=lambda t: 2 * t)
+    for step_inputs in (incremental_inputs(features, labels, torch.zeros_like(labels)),
+                        incremental_inputs(second, torch.tensor([[[16]]]), torch.tensor([[[0]]]))):
+        doubled.loss(dataclasses.replace(step_inputs, batch=twice))
+    counts = doubled.state_dict()["counts"]
     assert counts[16].item() == 6 and counts[1].item() == 2
-    assert torch.allclose(sdr.prototypes(torch.zeros(()))[0][16], torch.tensor([4.0, 10 / 3]))
+    assert torch.allclose(doubled.prototypes(torch.zeros(()))[0][16], torch.tensor([4.0, 10 / 3]))
 
 
 def test_prototype_matching_by_hand():
@@ -310,15 +321,15 @@ def test_sparsity_by_hand_and_its_direction():
     # Class 16 (max 4): [4, 4] -> [1, 1]: 2e / 2 = e.  Label 255 ([100, 0]) is left out.
     # Mean = (e + 1 + 2 sqrt(e) + e) / 3 = 3.244668732772782
     features = pixels([2.0, 0.0], [1.0, 1.0], [4.0, 4.0], [100.0, 0.0])
-    value = sparsity(features, labels_row(0, 0, 16, 255))
+    value = sparsity(features, labels_row(0, 0, 16, 255), 21)
     assert value.item() == pytest.approx(3.244668732772782)
     # Direction: minimised, the ratio prefers dense normalised codes: all channels at the class
     # max give e = 2.718..., a one-hot pixel gives (K - 1 + e) = 5.718... for K = 4.
-    dense = sparsity(pixels([1.0, 1.0, 1.0, 1.0]), labels_row(0))
-    sparse = sparsity(pixels([1.0, 0.0, 0.0, 0.0]), labels_row(0))
+    dense = sparsity(pixels([1.0, 1.0, 1.0, 1.0]), labels_row(0), 21)
+    sparse = sparsity(pixels([1.0, 0.0, 0.0, 0.0]), labels_row(0), 21)
     assert dense.item() == pytest.approx(math.e) and sparse.item() == pytest.approx(3 + math.e)
     # A pixel whose features are all zero has no ratio and is left out (no 1e15 blow-up).
-    zero = sparsity(pixels([0.0, 0.0], [2.0, 2.0]), labels_row(0, 0))
+    zero = sparsity(pixels([0.0, 0.0], [2.0, 2.0]), labels_row(0, 0), 21)
     assert zero.item() == pytest.approx(math.e)
 
 
@@ -359,7 +370,7 @@ def test_sdr_terms_are_its_parts():
         "matching": 1e-2 * prototype_matching(batch.features, targets, prototypes, known),
         "attraction": 1e-3 * attraction(batch.features, batch.labels, [0, 16, 17], prototypes),
         "repulsion": 1e-3 * repulsion(batch.features, batch.labels, [0, 16, 17]),
-        "sparsity": 1e-3 * sparsity(batch.features, batch.labels),
+        "sparsity": 1e-3 * sparsity(batch.features, batch.labels, 21),
     }
     for name, value in expected.items():
         assert torch.allclose(terms[name], value), name

@@ -1,0 +1,190 @@
+"""Statistics of the global batch across data-parallel ranks, without Slurm: two gloo processes
+on this CPU each compute every method's loss terms and BatchNorm on their slice of one batch;
+values, gradients and carried state must be those of one process on the whole batch.
+
+Why a rank's gradient is divided by the number of ranks below: with terms made of sums over
+ranks, each rank's backward yields the derivative of the N (identical) terms through its own
+slice, and DDP's gradient average divides by N.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from bench import distributed
+from bench.batchnorm import GlobalBatchNorm2d
+from methods import LossInputs, get_method
+from methods.base import SINGLE, GlobalBatch
+from protocols import get_protocol
+
+RANKS = 2
+VOC_15_5 = get_protocol("voc-15-5")
+METHODS = ["ft", "lwf", "lwf-mc", "ilt", "mib", "sdr", "sdr+mib"]
+
+
+def crafted_batch(images: int) -> dict[str, torch.Tensor]:
+    """Step-1 tensors of voc-15-5: class 17 only in the last image (absent from the first
+    slice), 255 pixels in the first image, new class 16 spread over both slices."""
+    generator = torch.Generator().manual_seed(7)
+    labels = torch.zeros(images, 8, 8, dtype=torch.long)
+    labels[:, :3] = 16
+    labels[-1, 5:] = 17
+    labels[0, 0, :4] = 255
+    features = torch.rand(images, 6, 8, 8, generator=generator)  # post-ReLU-like, >= 0
+    features[0, :, 7] = 0.0  # pixels whose normalised features sum to zero (sparsity)
+    return {
+        "labels": labels,
+        "logits": torch.randn(images, 21, 8, 8, generator=generator),
+        "features": features,
+        "old_logits": 3 * torch.randn(images, 16, 8, 8, generator=generator),
+        "old_features": torch.rand(images, 6, 8, 8, generator=generator),
+    }
+
+
+def method_with_state(name: str):
+    method = get_method(name)(VOC_15_5)
+    if name.startswith("sdr"):
+        generator = torch.Generator().manual_seed(3)
+        counts = torch.zeros(21, dtype=torch.float64)
+        counts[:16] = 4.0
+        counts[2] = 0.0  # an old class without prototype
+        method.load_state_dict({"sums": torch.rand(21, 6, generator=generator,
+                                                   dtype=torch.float64), "counts": counts})
+    return method
+
+
+def terms_and_grads(tensors: dict[str, torch.Tensor], batch: GlobalBatch, step: int) -> dict:
+    """Per method: loss term values, the gradient of their sum w.r.t. logits and features, and
+    the method's state afterwards."""
+    out = {}
+    for name in METHODS:
+        logits = tensors["logits"].clone().requires_grad_()
+        features = tensors["features"].clone().requires_grad_()
+        method = method_with_state(name)
+        inputs = LossInputs(step=step, logits=logits, features=features, decoder=features,
+                            labels=tensors["labels"], old_logits=tensors["old_logits"][:, :16],
+                            old_features=tensors["old_features"], batch=batch)
+        if step == 0:
+            inputs = dataclasses.replace(inputs, logits=logits[:, :16].contiguous(),
+                                         labels=tensors["labels"].clamp(max=15)
+                                         .where(tensors["labels"] != 255, 255))
+        terms = method.loss(inputs)
+        sum(terms.values()).backward()
+        out[name] = {
+            "terms": {k: v.detach() for k, v in terms.items()},
+            "logits_grad": logits.grad, "features_grad": features.grad,
+            "state": method.state_dict(),
+        }
+    return out
+
+
+def batchnorm_pass(x: torch.Tensor, batch: GlobalBatch, convert: bool) -> dict:
+    torch.manual_seed(11)
+    layers = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    if convert:
+        layers = GlobalBatchNorm2d.convert(layers)
+    x = x.clone().requires_grad_()
+    outputs = []
+    for _ in range(2):  # two training iterations: running statistics accumulate
+        out = layers(x)
+        outputs.append(out.detach())
+        weights = torch.linspace(0.5, 2.0, out.shape[1]).view(1, -1, 1, 1)
+        batch.mean(out.pow(2) * weights).backward()
+    return {"outputs": outputs, "x_grad": x.grad,
+            "weight_grads": [p.grad for p in layers.parameters()],
+            "buffers": [b.clone() for b in layers.buffers()]}
+
+
+def worker(rank: int, port: int, images: int, folder: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=RANKS)
+    try:
+        batch = GlobalBatch(sum=distributed.sum_with_grad, max=distributed.max_with_grad)
+        sliced = {k: distributed.shard(v) for k, v in crafted_batch(images).items()}
+        result = {"step1": terms_and_grads(sliced, batch, 1),
+                  "step0": terms_and_grads(sliced, batch, 0)}
+        image = torch.rand(images, 3, 6, 6, generator=torch.Generator().manual_seed(5))
+        bn = batchnorm_pass(distributed.shard(image), batch, convert=True)
+        # what DDP would hold after its average over ranks
+        bn["weight_grads"] = [distributed.all_reduce_sum(g) / RANKS for g in bn["weight_grads"]]
+        result["batchnorm"] = bn
+        torch.save(result, Path(folder) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def close(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=lambda m: f"{what}: {m}")
+
+
+@pytest.fixture(scope="module", params=[4, 3], ids=["even-slices", "uneven-slices"])
+def ranks_and_reference(request, tmp_path_factory):
+    images = request.param
+    folder = tmp_path_factory.mktemp(f"ranks{images}")
+    mp.spawn(worker, args=(free_port(), images, str(folder)), nprocs=RANKS, join=True)
+    per_rank = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(RANKS)]
+    whole = crafted_batch(images)
+    reference = {"step1": terms_and_grads(whole, SINGLE, 1),
+                 "step0": terms_and_grads(whole, SINGLE, 0)}
+    image = torch.rand(images, 3, 6, 6, generator=torch.Generator().manual_seed(5))
+    reference["batchnorm"] = batchnorm_pass(image, SINGLE, convert=False)
+    return per_rank, reference
+
+
+@pytest.mark.parametrize("step", ["step0", "step1"])
+@pytest.mark.parametrize("method", METHODS)
+def test_loss_terms_and_gradients_of_the_global_batch(ranks_and_reference, method, step):
+    per_rank, reference = ranks_and_reference
+    expected = reference[step][method]
+    for rank, result in enumerate(per_rank):
+        got = result[step][method]
+        assert got["terms"].keys() == expected["terms"].keys()
+        for key, value in expected["terms"].items():
+            close(got["terms"][key], value, f"rank {rank} {method} {step} {key}")
+        for state_key, value in expected["state"].items():
+            close(got["state"][state_key], value, f"rank {rank} {method} state {state_key}")
+    for grad in ("logits_grad", "features_grad"):
+        whole = expected[grad]
+        if whole is None:  # the method's loss does not read this input
+            assert all(r[step][method][grad] is None for r in per_rank)
+            continue
+        stitched = torch.cat([r[step][method][grad] for r in per_rank]) / RANKS
+        close(stitched, whole, f"{method} {step} {grad}")
+
+
+def test_sdr_terms_are_not_trivially_zero(ranks_and_reference):
+    """The comparison above means something only if the latent terms are active here."""
+    _, reference = ranks_and_reference
+    terms = reference["step1"]["sdr"]["terms"]
+    assert all(terms[k].item() > 0 for k in ("matching", "attraction", "repulsion", "sparsity"))
+
+
+def test_batchnorm_over_ranks_equals_batchnorm_on_the_whole_batch(ranks_and_reference):
+    per_rank, reference = ranks_and_reference
+    expected = reference["batchnorm"]
+    for index, whole in enumerate(expected["outputs"]):
+        close(torch.cat([r["batchnorm"]["outputs"][index] for r in per_rank]), whole,
+              f"BatchNorm output, iteration {index}")
+    close(torch.cat([r["batchnorm"]["x_grad"] for r in per_rank]) / RANKS, expected["x_grad"],
+          "input gradient")
+    for result in per_rank:
+        for got, want in zip(result["batchnorm"]["weight_grads"], expected["weight_grads"],
+                             strict=True):
+            close(got, want, "parameter gradient after DDP's average")
+        for got, want in zip(result["batchnorm"]["buffers"], expected["buffers"], strict=True):
+            close(got.to(want.dtype), want, "running statistics")
