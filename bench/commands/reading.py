@@ -6,8 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.aggregate import RunCollection, load_runs
+if TYPE_CHECKING:  # torch and pandas load only when a command reads runs
+    from bench.aggregate import RunCollection
 
 
 def add_roots_arguments(parser: argparse.ArgumentParser, default_text: str) -> None:
@@ -19,6 +21,8 @@ def add_roots_arguments(parser: argparse.ArgumentParser, default_text: str) -> N
 
 def read_roots(roots: Sequence[str], skip_unreadable: bool) -> RunCollection:
     """Load every run; unreadable records stop the command unless skipping was asked for."""
+    from bench.aggregate import load_runs
+
     collection = load_runs(roots)
     if not skip_unreadable:
         collection.require_readable()
