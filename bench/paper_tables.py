@@ -1,4 +1,5 @@
-"""`paper_tables.md`: every published number of the SDR paper beside the reproduced one.
+"""`paper_tables.md`: every published number of the SDR paper beside the reproduced one, then
+the other sources' (the MiB paper's numbers as quoted, later methods).
 
 A published row (protocol, method, step, column, convention) is matched with the seed summary of
 complete runs of the same protocol and method, scored in the same metric convention after the
@@ -140,9 +141,9 @@ def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
               "image set, a small model and a short recipe. Only rows with such runs are "
               "listed.", ""]
     any_synthetic = False
-    for source in sources:
-        table = _table_lines(sdr[sdr["source"] == source], summary, ["synthetic", "unknown"],
-                             only_run=True)
+    for source in pd.unique(published["source"]):  # SDR's tables first, as in the file
+        table = _table_lines(published[published["source"] == source], summary,
+                             ["synthetic", "unknown"], only_run=True)
         if table:
             any_synthetic = True
             lines += [f"### {source} (synthetic runs)", ""] + table + [""]
@@ -150,7 +151,8 @@ def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
         lines += ["No complete synthetic run matches a published number.", ""]
     context = published[~published["source"].str.startswith(SDR_SOURCE_PREFIX)]
     if len(context):
-        lines += ["## Context: later methods (other sources, real data only)", ""]
+        lines += ["## Other sources: the MiB paper's numbers as quoted, later methods (real "
+                  "data only)", ""]
         for source in pd.unique(context["source"]):
             lines += [f"### {source}", ""]
             lines += _table_lines(context[context["source"] == source], summary, ["real"],

@@ -17,6 +17,7 @@ PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,n
 "SDR paper, test chart",voc,19-1,overlap,lwf,1,all,70.0,sdr,
 "SDR paper, test chart",voc,15-1,disjoint,ft,5,all,5.6,sdr,
 "Other paper, table 9",voc,19-1,overlap,ft,1,new,40.0,sdr,context
+"Other paper, table 9",voc,19-1,overlap,lwf,1,all,71.0,sdr,context
 """
 
 
@@ -56,12 +57,15 @@ def test_published_vs_reproduced_with_difference_and_not_run(tmp_path: Path) -> 
     assert "| LwF | 19-1 | overlap | 1 | all | sdr | 70.0 | not run |  |" in real_part
     assert "| FT | 15-1 | disjoint | 5 | all | sdr | 5.6 | not run |  |" in real_part
     assert "synth" not in real_part  # synthetic runs never in a real-data column
-    synthetic_part = section(text, "## Embedded synthetic data", "## Context")
+    synthetic_part = section(text, "## Embedded synthetic data", "## Other sources")
     lwf_all = (1900 + 100 * 10 / 19 + 10) / 21  # IoU(20) = 1/10, IoU(0) = 10/19
     assert f"| LwF | 19-1 | overlap | 1 | all | sdr | 70.0 | {lwf_all:.1f} (n=1, synth-voc" \
         in synthetic_part
     assert "15-1" not in synthetic_part  # only rows with synthetic runs
-    assert "Other paper, table 9" in section(text, "## Context", "## Notes")
+    assert "Other paper, table 9" in section(text, "## Other sources", "## Notes")
+    # every source's numbers are shown beside synthetic runs too, in the marked section only
+    other = synthetic_part.split("### Other paper, table 9 (synthetic runs)", 1)[1]
+    assert f"| LwF | 19-1 | overlap | 1 | all | sdr | 71.0 | {lwf_all:.1f} (n=1, synth-voc" in other
 
 
 def test_same_input_gives_a_byte_identical_file(tmp_path: Path) -> None:
@@ -75,7 +79,7 @@ def test_no_runs_at_all_gives_not_run_everywhere(tmp_path: Path, monkeypatch) ->
     crafted(tmp_path)
     monkeypatch.chdir(tmp_path)  # neither results/synthetic/runs nor runs here
     text = generate(tmp_path, "none.md")
-    assert text.count("not run") == 5 + 1  # every row, plus the legend
+    assert text.count("not run") == 6 + 1  # every row, plus the legend
 
 
 def test_the_published_file_names_known_protocols_and_their_last_steps() -> None:
@@ -96,3 +100,29 @@ def test_a_bad_published_row_is_named(tmp_path: Path, capsys) -> None:
     bad.write_text(PUBLISHED.replace("15-1,disjoint,ft,5", "15-1,disjoint,ft,9"))
     assert main(["tables", "--published", str(bad), "--out", str(tmp_path / "x.md")]) == 2
     assert "line 5: step 9 outside 0..5 of voc-15-1" in capsys.readouterr().err
+
+
+def test_published_old_new_all_combine_as_their_convention_says() -> None:
+    """Where a source gives old, new and all, all must be the class-weighted mean of old and new
+    in the row's convention (how the conventions of the MiB, PLOP and RCIL quotes were told
+    apart), within the rounding of the printed digits; rows flagged as not combining are the
+    documented exceptions."""
+    published = load_published()
+    keys = ["source", "protocol", "method", "step", "convention"]
+    checked = 0
+    for key, group in published.groupby(keys):
+        values = dict(zip(group["column"], group["value"], strict=True))
+        if set(values) != {"old", "new", "all"}:
+            continue
+        protocol = get_protocol(key[1])
+        old = protocol.step_sizes[0] - (1 if key[4] == "mib" else 0)
+        new = sum(protocol.step_sizes[1:])
+        combined = (old * values["old"] + new * values["new"]) / (old + new)
+        digits = max(len(f"{v:g}".partition(".")[2]) for v in values.values())
+        tolerance = 0.5 * 10 ** -max(digits, 1) * 2 + 1e-9
+        if "do not combine" in " ".join(group["notes"]):
+            assert combined != pytest.approx(values["all"], abs=tolerance), key
+            continue
+        assert combined == pytest.approx(values["all"], abs=tolerance), key
+        checked += 1
+    assert checked >= 20  # the SDR paper's sequential tables, MiB, PLOP and RCIL quotes
