@@ -39,17 +39,22 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def _all_reduce(tensor: Tensor, op: dist.ReduceOp) -> Tensor:
+    """`op` over ranks into a new tensor (the input is left alone); NCCL reduces on the GPU."""
+    result = tensor.clone()
+    if dist.get_backend() == "nccl" and result.device.type != "cuda":
+        on_gpu = result.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(on_gpu, op=op)
+        return on_gpu.to(tensor.device)
+    dist.all_reduce(result, op=op)
+    return result
+
+
 def all_reduce_sum(tensor: Tensor) -> Tensor:
     """The sum of `tensor` over ranks (a new tensor; the input is left alone)."""
     if not initialised():
         return tensor
-    total = tensor.clone()
-    if dist.get_backend() == "nccl" and total.device.type != "cuda":
-        on_gpu = total.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
-        return on_gpu.to(tensor.device)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    return _all_reduce(tensor, dist.ReduceOp.SUM)
 
 
 class _SumOverRanks(torch.autograd.Function):
@@ -77,13 +82,7 @@ def max_with_grad(tensor: Tensor) -> Tensor:
     hold the maximum (shared evenly on ties, as torch's amax does); identity when single."""
     if not initialised():
         return tensor
-    top = tensor.detach().clone().contiguous()
-    if dist.get_backend() == "nccl" and top.device.type != "cuda":
-        top = top.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(top, op=dist.ReduceOp.MAX)
-        top = top.to(tensor.device)
-    else:
-        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    top = _all_reduce(tensor.detach().contiguous(), dist.ReduceOp.MAX)
     holders = (tensor.detach() == top).to(tensor.dtype)
     shares = holders / all_reduce_sum(holders).clamp_min(1)
     return top + sum_with_grad((tensor - tensor.detach()) * shares)

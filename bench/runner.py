@@ -197,8 +197,8 @@ class Runner:
 
         def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             # each rank draws every batch (the training transform is random: the draws must
-            # follow the single-process order) and keeps its slice; the slices sum to the whole
-            # every rank yields every batch, an empty slice included: hooks reduce over ranks
+            # follow the single-process order) and keeps its slice, even an empty one (hooks
+            # reduce over ranks at every batch); the slices sum to the whole
             for images, labels in self.loader(dataset, batch, shuffle=False):
                 images, labels = distributed.shard(images), distributed.shard(labels)
                 yield normalize(images.to(self.device)), labels.to(self.device)

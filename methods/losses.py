@@ -9,6 +9,8 @@ mean; on data-parallel ranks, the same number from every rank's slice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -103,6 +105,25 @@ def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return resized[:, 0].long()
 
 
+def pixels_by_class(features: Tensor, labels: Tensor,
+                    num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(pixels as rows, P x F; each pixel's class, P, with labels outside [0, num_classes), 255
+    among them, mapped to num_classes, a spill row that sums by class drop; whether each pixel
+    has a class, P)."""
+    pixels = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    flat = labels.reshape(-1)
+    valid = (flat >= 0) & (flat < num_classes)
+    return pixels, torch.where(valid, flat, num_classes), valid
+
+
+def sums_by_class(values: Tensor, classes: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-class sums (num_classes x F) of `values` (P x F) and counts (num_classes), for
+    `classes` from `pixels_by_class` (the spill row left out)."""
+    sums = values.new_zeros((num_classes + 1, values.shape[1])).index_add(0, classes, values)
+    counts = torch.bincount(classes, minlength=num_classes + 1).to(values.dtype)
+    return sums[:num_classes], counts[:num_classes]
+
+
 def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
     """Per-class feature sums (num_classes x F) and pixel counts (num_classes) of this slice.
 
@@ -110,20 +131,22 @@ def class_sums(features: Tensor, labels: Tensor, num_classes: int) -> tuple[Tens
     per-channel sum, whatever the number of images the class appears in. Labels outside
     [0, num_classes) (255) are left out.
     """
-    channels = features.shape[1]
-    pixels = features.permute(0, 2, 3, 1).reshape(-1, channels)
-    flat = labels.reshape(-1)
-    flat = torch.where((flat >= 0) & (flat < num_classes), flat, num_classes)  # a spill row
-    sums = features.new_zeros((num_classes + 1, channels)).index_add(0, flat, pixels)
-    counts = torch.bincount(flat, minlength=num_classes + 1).to(features.dtype)
-    return sums[:num_classes], counts[:num_classes]
+    pixels, classes, _ = pixels_by_class(features, labels, num_classes)
+    return sums_by_class(pixels, classes, num_classes)
+
+
+def global_class_sums(features: Tensor, labels: Tensor, num_classes: int,
+                      reduce: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    """`class_sums` summed over ranks by `reduce`, sums and counts in one reduction."""
+    sums, counts = class_sums(features, labels, num_classes)
+    both = reduce(torch.cat([sums, counts[:, None]], dim=1))
+    return both[:, :-1], both[:, -1]
 
 
 def class_means(features: Tensor, labels: Tensor, num_classes: int,
                 batch: GlobalBatch = SINGLE) -> tuple[Tensor, Tensor]:
     """(per-class mean feature vectors over the global batch, num_classes x F; their global
     pixel counts). A class without pixels has a zero row and count 0."""
-    sums, counts = class_sums(features, labels, num_classes)
-    both = batch.sum(torch.cat([sums, counts[:, None]], dim=1))  # one reduction, not two
-    sums, counts = both[:, :-1], both[:, -1].detach()
+    sums, counts = global_class_sums(features, labels, num_classes, batch.sum)
+    counts = counts.detach()
     return sums / counts.clamp_min(1)[:, None], counts

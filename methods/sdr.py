@@ -67,7 +67,14 @@ from torch import Tensor
 
 from bench.errors import BenchError
 from methods.base import SINGLE, GlobalBatch, LossInputs, Method, StepContext
-from methods.losses import class_means, class_sums, downsample_labels, require_old_logits
+from methods.losses import (
+    class_means,
+    downsample_labels,
+    global_class_sums,
+    pixels_by_class,
+    require_old_logits,
+    sums_by_class,
+)
 from methods.mib import UnbiasedLosses
 from methods.registry import register
 from protocols.protocol import Protocol
@@ -107,17 +114,14 @@ def attraction(features: Tensor, labels: Tensor, classes: Sequence[int], prototy
     and channels of (f - p_c)^2."""
     if not classes:
         return features.new_zeros(())
-    channels, num_classes = features.shape[1], prototypes.shape[0]
-    pixels = features.permute(0, 2, 3, 1).reshape(-1, channels)
-    flat = labels.reshape(-1)
-    valid = (flat >= 0) & (flat < num_classes)
-    spill = torch.where(valid, flat, num_classes)  # 255 pixels go to a row that is dropped
-    distance = (pixels - prototypes[torch.where(valid, flat, 0)]).pow(2).sum(dim=1)
-    totals = distance.new_zeros(num_classes + 1).index_add(0, spill, distance)[:num_classes]
-    counts = torch.bincount(spill, minlength=num_classes + 1)[:num_classes].to(totals.dtype)
-    both = batch.sum(torch.stack([totals, counts]))
+    num_classes = prototypes.shape[0]
+    pixels, pixel_classes, valid = pixels_by_class(features, labels, num_classes)
+    own = prototypes[torch.where(valid, pixel_classes, 0)]
+    distance = (pixels - own).pow(2).sum(dim=1, keepdim=True)
+    totals, counts = sums_by_class(distance, pixel_classes, num_classes)
+    both = batch.sum(torch.stack([totals[:, 0], counts]))
     index = torch.tensor(list(classes), device=features.device)
-    return (both[0, index] / (both[1, index].clamp_min(1) * channels)).mean()
+    return (both[0, index] / (both[1, index].clamp_min(1) * pixels.shape[1])).mean()
 
 
 def repulsion(features: Tensor, labels: Tensor, classes: Sequence[int],
@@ -141,15 +145,11 @@ def sparsity(features: Tensor, labels: Tensor, num_classes: int,
     """Mean over labelled pixels of sum_k exp(g_k) / (sum_k g_k + eps), g = f / (max of f over
     the pixel's class's pixels in the global batch and all channels + eps); pixels with
     sum_k g_k = 0 are left out. Features are post-ReLU (>= 0): an absent class's maximum is 0."""
-    channels = features.shape[1]
-    pixels = features.permute(0, 2, 3, 1).reshape(-1, channels)
-    flat = labels.reshape(-1)
-    valid = (flat >= 0) & (flat < num_classes)
-    spill = torch.where(valid, flat, num_classes)
+    pixels, pixel_classes, valid = pixels_by_class(features, labels, num_classes)
     class_max = pixels.new_zeros(num_classes + 1).scatter_reduce(
-        0, spill, pixels.amax(dim=1), reduce="amax", include_self=False)
+        0, pixel_classes, pixels.amax(dim=1), reduce="amax", include_self=False)
     class_max = batch.max(class_max[:num_classes])
-    g = pixels / (class_max[torch.where(valid, flat, 0)] + SPARSITY_EPS)[:, None]
+    g = pixels / (class_max[torch.where(valid, pixel_classes, 0)] + SPARSITY_EPS)[:, None]
     summed = g.sum(dim=1)
     keep = valid & (summed > 0)
     ratio = g.exp().sum(dim=1) / (torch.where(keep, summed, 1.0) + SPARSITY_EPS)
@@ -178,9 +178,8 @@ class SDR(UnbiasedLosses, Method):
         """Add the detached features of `channels`' pixels in the global batch (this slice's
         class sums, summed over ranks by `reduce`) to their running sums and counts; returns
         the global pixel count of every class below `num_classes`."""
-        sums, counts = class_sums(features.detach().float(), labels, num_classes)
-        both = reduce(torch.cat([sums.double(), counts.double()[:, None]], dim=1))
-        sums, counts = both[:, :-1], both[:, -1]
+        sums, counts = global_class_sums(features.detach().float(), labels, num_classes,
+                                         lambda both: reduce(both.double()))
         if self.sums is None or self.counts is None:
             classes = len(self.protocol.class_order)
             self.sums = sums.new_zeros((classes, sums.shape[1]))
@@ -248,7 +247,7 @@ class SDR(UnbiasedLosses, Method):
         prototypes, known = self.prototypes(features)
         targets = old_class_targets(labels, old_logits, old_logits.shape[1],
                                     self.protocol.mode == "sequential")
-        present = [int(c) for c in torch.nonzero(counts > 0).flatten().tolist()]
+        present = torch.nonzero(counts > 0).flatten().tolist()
         attracted = [c for c in present if (c == 0 or c in new_channels) and bool(known[c])]
         weights = self.params
         terms["matching"] = weights["matching_weight"] * prototype_matching(

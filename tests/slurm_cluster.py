@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.sweep.jobstate import pid_alive
+
 PACKAGES = "slurmctld slurmd slurm-client munge slurmdbd mariadb-server"
 
 SLURM_CONF = """\
@@ -104,24 +106,15 @@ def _ok(*command: str, env: dict[str, str] | None = None) -> bool:
     return subprocess.run(command, capture_output=True, env=env).returncode == 0
 
 
-def _alive(pid: int) -> bool:
-    """A zombie counts as gone (`kill -0` succeeds on zombies)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _stop_pid_file(path: Path) -> None:
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         try:
-            _wait(lambda: not _alive(pid), f"pid {pid} ({path.name}) to exit", timeout=30)
+            _wait(lambda: not pid_alive(pid), f"pid {pid} ({path.name}) to exit", timeout=30)
         except RuntimeError:
             os.kill(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
@@ -153,7 +146,7 @@ class LocalSlurm:
         env = self.env
         subprocess.run(["install", "-d", "-o", "munge", "-g", "munge", "-m", "755",
                         "/run/munge"], check=True)
-        if not (MUNGE_PID.is_file() and _alive(int(MUNGE_PID.read_text().strip() or 0))):
+        if not (MUNGE_PID.is_file() and pid_alive(int(MUNGE_PID.read_text().strip() or 0))):
             subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
         subprocess.run(["install", "-d", "-o", "mysql", "-g", "root", "-m", "755",
                         "/run/mysqld"], check=True)

@@ -58,7 +58,8 @@ def _run(command: list[str]) -> str:
     return result.stdout if result.returncode == 0 else ""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie counts as gone (`kill -0` succeeds on zombies)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -87,7 +88,7 @@ def describe(executor: str, folder: Path, job_ids: list[str]) -> dict[str, JobIn
     if executor == "slurm":
         states = slurm_states(job_ids)
     else:  # a local job's id is its process id
-        states = {j: "LIVE" if j.isdigit() and _pid_alive(int(j)) else "ENDED" for j in job_ids}
+        states = {j: "LIVE" if j.isdigit() and pid_alive(int(j)) else "ENDED" for j in job_ids}
     if executor == "debug":
         states = dict.fromkeys(job_ids, "ENDED")
     return {j: JobInfo(j, states.get(j, "UNKNOWN"), job_error(folder, j),
