@@ -42,12 +42,12 @@ def bench(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.C
                           text=True, env=env, cwd=ROOT, timeout=timeout)
 
 
-def wait_for(check, what: str, timeout: float) -> None:
+def wait_for(check, what: str, timeout: float, interval: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(1)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -196,7 +196,9 @@ def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, ca
 
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     monkeypatch.setenv("CSS_BENCH_CACHE", str(cache))
-    longer = ("trainer.epochs=3", "trainer.epochs_incremental=6", "launcher.threads=1")
+    # step 1 long enough (30 epochs, seconds) to be caught between two epoch checkpoints even
+    # on a quiet machine, where 6 epochs ended within one poll
+    longer = ("trainer.epochs=3", "trainer.epochs_incremental=30", "launcher.threads=1")
     started = time.monotonic()
     config = build("voc-15-5", "ft", tmp_path / "runs", *longer)
     run_dir = Runner(config, log=lambda _: None).store.run_dir  # (generates the data once)
@@ -204,7 +206,9 @@ def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, ca
                               environment(slurm, cache, OMP_NUM_THREADS="1"), *longer)
     job = executor_for(tmp_path / "submitit").submit(RunJob(config))
     epoch = run_dir / "step1" / "epoch.pt"
-    wait_for(epoch.is_file, "step 1's first epoch checkpoint", timeout=600)
+    wait_for(lambda: epoch.is_file() or job.done(), "step 1's first epoch checkpoint",
+             timeout=600, interval=0.05)
+    assert not job.done(), "the job ended before it could be interrupted mid-step"
     job._interrupt()  # scancel --signal USR2 (after SIGTERM): a preemption, requeued
     wait_for(job.done, "the requeued job to finish", timeout=300)
     result = job.result()
