@@ -7,6 +7,7 @@ import sys
 
 from bench.commands import (
     aggregate,
+    compare,
     config,
     data,
     listing,
@@ -18,7 +19,7 @@ from bench.commands import (
 )
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data, sweep, status, aggregate, plot, tables)
+COMMANDS = (run, config, listing, data, sweep, status, aggregate, compare, plot, tables)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`bench ... | head`): nothing left to say
+        sys.stderr.close()
+        return 0
+    except OSError as error:  # the machine's, not the input's: a full disk, a lost mount
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"bench: error: {error.strerror or error}{where}; nothing half-written was kept "
+              "(files are written to a temporary name and renamed): fix this and run the "
+              "command again", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

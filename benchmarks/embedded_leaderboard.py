@@ -1,113 +1,167 @@
-"""The embedded leaderboard: every method on voc-15-1, voc-15-5 and voc-19-1 (overlapped) on the
-embedded synthetic dataset, with the embedded recipe, seed 0.
+"""The embedded leaderboard: every registered method, several seeds, on the embedded synthetic
+data, with intervals, tested rankings and the SDR paper's order checked.
 
-Writes the records (no checkpoints) to `results/synthetic/runs/` in the store's layout, so that
-`bench aggregate results/synthetic/runs` reads them, and the table of old / new / all after the
-last step to `results/synthetic/leaderboard.md`. Runs live in `--runs-root` (default
-`runs/embedded`) and resume like any `bench run`; step 0 is shared between the methods.
+Runs every (protocol, method, seed) through the store (resumable: rerun the command after an
+interruption; finished runs are read back, step 0s shared), exports their specs and records
+(not checkpoints) to `results/synthetic/runs/`, and writes `results/synthetic/leaderboard.md`
+and `leaderboard.json`. Protocols are run in the order given; when the time budget is spent, the
+remaining protocols are cut (settings before seeds) and the table says so.
 
-    python benchmarks/embedded_leaderboard.py [--protocols voc-15-1,...] [--methods ft,...]
+    python3 benchmarks/embedded_leaderboard.py [--protocols voc-15-1,...] [--methods ft,...]
+        [--seeds 0,1,2] [--runs-root runs/embedded] [--budget-minutes 90] [--tables-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import platform
 import shutil
 import time
 from pathlib import Path
 
-from bench.commands.common import build_config
-from bench.runner import Runner
+import torch
+
+from bench.engine.runner import Runner
+from bench.report.aggregate import load_runs
+from bench.report.cost import run_costs, section_totals, total_note
+from bench.report.leaderboard import entries, published_order, ranking, table
+from bench.report.published import load_published
+from bench.report.statistics import interval
+from bench.report.summary import scores_table
+from bench.spec import RunSpec
 from methods import method_names
 
-PROTOCOLS = ["voc-15-1", "voc-15-5", "voc-19-1"]
-# The SDR paper's "all" mIoU after the last step on 15-1 overlapped (background included),
-# read from the authors' chart (Michieli & Zanuttigh, CVPR 2021); for orientation only.
-SDR_PAPER_15_1_OVERLAP_ALL = {"ft": 4.5, "ilt": 4.6, "lwf": 21.9, "mib": 36.7, "sdr": 39.2,
-                              "sdr+mib": 39.5}
+PROTOCOLS = ["voc-15-1", "voc-15-5", "voc-19-1", "voc-10-1", "voc-15-5-disjoint", "ade-100-50"]
 RESULTS = Path("results/synthetic")
 
 
-def run_one(protocol: str, method: str, runs_root: Path) -> tuple[list[dict], Path, float]:
-    args = argparse.Namespace(protocol=protocol, method=method, seed=0, data_root=None,
-                              dataset=None, runs_root=str(runs_root), quiet=True, overrides=[])
-    config, _ = build_config(args)
-    runner = Runner(config, log=lambda message: print(f"  {message}", flush=True))
+def run_one(protocol: str, method: str, seed: int, runs_root: Path) -> tuple[Path, float]:
+    spec = RunSpec.from_names(protocol, method, seed=seed,
+                              overrides=[f"runs_root={runs_root}", "quiet=true"])
+    runner = Runner(spec, log=lambda _: None)
     started = time.perf_counter()
-    results = runner.run()
-    return [r.record for r in results], runner.store.run_dir, time.perf_counter() - started
+    runner.run()
+    return runner.run_dir.path, time.perf_counter() - started
 
 
 def export(run_dir: Path, runs_root: Path) -> None:
-    """Copy a run's config, records and done markers (not its checkpoints) into results/."""
+    """Copy a run's spec, records and done markers (not its checkpoints) into results/."""
     target = RESULTS / "runs" / run_dir.relative_to(runs_root)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    shutil.copy2(run_dir / "config.json", target / "config.json")
+    shutil.copy2(run_dir / "spec.json", target / "spec.json")
     for step_dir in sorted(run_dir.glob("step*")):
         (target / step_dir.name).mkdir()
         for name in ("record.json", "done"):
             shutil.copy2(step_dir / name, target / step_dir.name / name)
 
 
-def cell(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.1f}"
+def paper_all(protocol: str) -> dict[str, float]:
+    """The SDR paper's all-class mIoU after the last step of `protocol`, by method."""
+    published = load_published()
+    rows = published[(published["protocol"] == protocol) & (published["column"] == "all")
+                     & (published["convention"] == "sdr")
+                     & published["source"].str.startswith("SDR paper")]
+    return {str(r["method"]): float(r["value"]) for _, r in rows.iterrows()}
 
 
-def table(rows: dict[str, dict[str, dict]], methods: list[str]) -> list[str]:
-    lines = ["# Embedded leaderboard (synthetic data, not comparable to real VOC numbers)", "",
-             "Embedded synthetic dataset `synth-voc` (1000 train / 250 val images, 96x72 px), "
-             "model `small` (DeepLab-V3, narrow ResNet-18, OS 8), recipe `synth` (16 epochs at "
-             "step 0, 12 after; batch 16; crop 64), seed 0. mIoU in % after the last step, "
-             "background counted in old and all (the SDR paper's convention). Generated by "
-             "`python benchmarks/embedded_leaderboard.py`.", ""]
-    for protocol, by_method in rows.items():
-        last = next(iter(by_method.values()))["scores"]
-        lines += [f"## {protocol} (overlapped)", "",
-                  f"| method | old ({last['old_classes']}) | new ({last['new_classes']}) | all "
-                  "| hIoU | step-0 all | SDR paper, all (real VOC) |",
-                  "|---|---|---|---|---|---|---|"]
-        for method in methods:
-            if method not in by_method:
-                continue
-            record = by_method[method]
-            scores = record["scores"]
-            paper = SDR_PAPER_15_1_OVERLAP_ALL.get(method) if protocol == "voc-15-1" else None
-            lines.append(f"| {method} | {cell(scores['old'])} | {cell(scores['new'])} | "
-                         f"{cell(scores['all'])} | {cell(scores['hiou'])} | "
-                         f"{cell(record['step0_all'])} | {cell(paper)} |")
-        lines.append("")
-    return lines
+def describe_recipe() -> list[str]:
+    spec = RunSpec.from_names("voc-15-1", "ft", resolve_data=False)
+    first, later = spec.recipes[0], spec.recipes[1]
+    synth = dict(spec.data.synth)
+    return [f"- data: the embedded synthetic `synth-voc` / `synth-ade` (generator defaults"
+            f"{', ' + ', '.join(f'{k}={v}' for k, v in synth.items()) if synth else ''}); "
+            f"model: DeepLab-V3 on a {spec.model.backbone} of base width "
+            f"{spec.model.base_channels}, output stride {spec.model.output_stride}, ASPP "
+            f"{spec.model.aspp_channels} channels, random initialisation; recipe "
+            f"`{spec.recipe_name}`: step 0 {first.epochs} epochs at lr {first.lr}, later steps "
+            f"{later.epochs} epochs at lr {later.lr}, batch {first.batch_size}, crop "
+            f"{first.crop}, SGD Nesterov momentum {first.momentum}, poly {first.poly_power}."]
+
+
+def write_tables(protocols: list[str], methods: list[str], seeds: list[int], cut: list[str],
+                 seconds: dict[str, float]) -> None:
+    collection = load_runs([RESULTS / "runs"])
+    scores = scores_table(collection.runs, ["sdr"])
+    scores = scores[scores["method"].isin(methods) & scores["seed"].isin(seeds)]
+    versions = sorted({v for run in collection.runs for v in run.torch_versions})
+    seeds = sorted(set(scores["seed"]))  # the seeds actually present
+    lines = ["# Embedded leaderboard (synthetic data, not comparable with real VOC/ADE numbers)",
+             "", "Generated by `python3 benchmarks/embedded_leaderboard.py`. mIoU in % after "
+             "the last step, background counted in old and all (the SDR paper's convention); "
+             "every cell is mean ± sample standard deviation over seeds [95 % Student-t "
+             "interval of the mean], n = number of seeds. Methods of one seed share their step "
+             "0, so rankings compare methods by the paired t-test over common seeds: a "
+             "neighbouring difference is *significant* when its 95 % interval excludes 0; "
+             "otherwise the order cannot be told from these seeds.", "",
+             *describe_recipe(),
+             f"- seeds: {', '.join(str(s) for s in seeds)}; torch {', '.join(versions)} on "
+             f"{platform.machine()} (install with `-c constraints.txt` to reproduce).", ""]
+    if cut:
+        lines += [f"- not run within the time budget (cut before seeds): {', '.join(cut)}", ""]
+    summary: dict[str, dict] = {}
+    for protocol in protocols:
+        found = entries(scores, protocol)
+        if not found:
+            continue
+        mode = protocol.split("-")[-1] if protocol.endswith(("disjoint", "sequential")) else (
+            "overlap")
+        lines += [f"## {protocol} ({mode})", "", *table(found), "",
+                  "Ranking by all (best first; each method against the next):", "",
+                  *[f"- {line}" for line in ranking(found)], ""]
+        paper = paper_all(protocol)
+        order = published_order(found, paper)
+        if order:
+            lines += ["The SDR paper's order (all, real VOC, after the last step) on these "
+                      "runs:", "", *[f"- {line}" for line in order], ""]
+        totals = section_totals(run_costs([r for r in collection.runs
+                                           if r.protocol["name"] == protocol
+                                           and r.method in methods and r.seed in seeds
+                                           and r.status == "complete"]))
+        lines += [f"{total_note(total)}" for total in totals.values()] + [""]
+        if protocol in seconds:
+            lines += [f"Wall time of this protocol's runs here: {seconds[protocol] / 60:.1f} "
+                      "min.", ""]
+        summary[protocol] = {
+            e.label: {c: interval(list(e.per_seed[c].values())).__dict__ for c in
+                      ("old", "new", "all", "hiou")} for e in found}
+    (RESULTS / "leaderboard.md").write_text("\n".join(lines).rstrip() + "\n")
+    (RESULTS / "leaderboard.json").write_text(json.dumps(summary, indent=1, sort_keys=True)
+                                              + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--methods", default=",".join(method_names()))
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--runs-root", type=Path, default=Path("runs/embedded"))
+    parser.add_argument("--budget-minutes", type=float, default=90.0)
+    parser.add_argument("--tables-only", action="store_true",
+                        help="write the tables from results/synthetic/runs, run nothing")
     args = parser.parse_args()
-    methods = args.methods.split(",")
-    rows: dict[str, dict[str, dict]] = {}
-    for protocol in args.protocols.split(","):
-        for method in methods:
-            print(f"{protocol} / {method}", flush=True)
-            records, run_dir, seconds = run_one(protocol, method, args.runs_root)
-            export(run_dir, args.runs_root)
-            final = dict(records[-1])
-            final["step0_all"] = records[0]["scores"]["all"] if len(records) > 1 else None
-            rows.setdefault(protocol, {})[method] = final
-            scores = final["scores"]
-            print(f"  done in {seconds:.0f} s: old {cell(scores['old'])}, new "
-                  f"{cell(scores['new'])}, all {cell(scores['all'])}", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "leaderboard.md").write_text("\n".join(table(rows, methods)))
-    summary = {p: {m: r["scores"] for m, r in by.items()} for p, by in rows.items()}
-    (RESULTS / "leaderboard.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    protocols, methods = args.protocols.split(","), args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    cut: list[str] = []
+    seconds: dict[str, float] = {}
+    if not args.tables_only:
+        started = time.perf_counter()
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+        for protocol in protocols:
+            if time.perf_counter() - started > 60 * args.budget_minutes:
+                cut.append(protocol)
+                continue
+            protocol_started = time.perf_counter()
+            for seed in seeds:
+                for method in methods:
+                    run_dir, took = run_one(protocol, method, seed, args.runs_root)
+                    export(run_dir, args.runs_root)
+                    print(f"{protocol} / {method} / seed {seed}: {took:.0f} s", flush=True)
+            seconds[protocol] = time.perf_counter() - protocol_started
+        print(f"all runs: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+    write_tables(protocols, methods, seeds, cut, seconds)
     print((RESULTS / "leaderboard.md").read_text())
 
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from bench.commands.common import build_config
 from bench.data.transforms import normalize
-from bench.runner import Runner
-from bench.training import train_step
+from bench.engine.hooks import PolyLR
+from bench.engine.runner import Runner
+from bench.engine.trainer import StepTrainer
+from bench.spec import RunSpec
+from methods.step0 import step0_learner
 
 
 def bare_loop(model, batches, lr: float) -> float:
@@ -31,7 +33,7 @@ def bare_loop(model, batches, lr: float) -> float:
     started = time.perf_counter()
     for images, labels in batches:
         output = model(normalize(images))
-        loss = F.cross_entropy(output.logits, labels, ignore_index=255)
+        loss = F.cross_entropy(output.logits, labels.long(), ignore_index=255)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -44,50 +46,47 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        namespace = argparse.Namespace(protocol="voc-15-1", method="ft", seed=0, data_root=None,
-                                       dataset=None, runs_root=tmp, quiet=True, overrides=[])
-        config, _ = build_config(namespace)
-        runner = Runner(config, log=lambda _: None)
-        recipe = runner.recipe(0)
-        recipe = type(recipe)(**{**recipe.__dict__, "epochs": 1})
-        dataset = runner.train_data(0)
-        loader = runner.loader(dataset, recipe.batch_size, shuffle=True,
-                               generator=torch.Generator().manual_seed(0))
+        spec = RunSpec.from_names("voc-15-1", "ft", overrides=[f"runs_root={tmp}", "quiet=true"])
+        runner = Runner(spec, log=lambda _: None)
+        recipe = dataclasses.replace(spec.recipes[0], epochs=1)
+        def loader():  # a fresh pass over epoch 0's batches (the step's persistent loader)
+            return runner.scenario.train_batches(0, 0, recipe.batch_size)
+
         batches = []
-        for batch in loader:
+        for batch in loader():
             batches.append(batch)
             if len(batches) == args.iterations:
                 break
-        model, _ = runner.model_for_step(0)
+        model, _ = runner.models_for(0)
         initial = copy.deepcopy(model.state_dict())
-        context = runner.context(0, model, None)
+        learner = step0_learner(runner.method)
+
+        def harness_loop(source) -> float:
+            model.load_state_dict(initial)
+            trainer = StepTrainer(model, None, learner, recipe, source, len(batches), 0,
+                                  spec.seed, runner.device, [PolyLR()])
+            started = time.perf_counter()
+            trainer.train()
+            return time.perf_counter() - started
+
+        def real_batches(epoch: int):
+            for index, batch in enumerate(loader()):
+                if index == len(batches):
+                    return
+                yield batch
+
         bare, harness, harness_data = [], [], []
-        for repeat in range(args.repeats):
+        for _repeat in range(args.repeats):
             model.load_state_dict(initial)
             bare.append(bare_loop(model, batches, recipe.lr))
-            model.load_state_dict(initial)
-            checkpoint = Path(tmp) / f"epoch{repeat}.pt"
-            started = time.perf_counter()
-            train_step(context, runner.method, recipe, lambda epoch: batches, len(batches), 0,
-                       checkpoint, quiet=True, log=lambda _: None)
-            harness.append(time.perf_counter() - started)
-            model.load_state_dict(initial)
-
-            def real_batches(epoch: int):
-                for index, batch in enumerate(loader):
-                    if index == len(batches):
-                        return
-                    yield batch
-
-            started = time.perf_counter()
-            train_step(context, runner.method, recipe, real_batches, len(batches), 0,
-                       Path(tmp) / f"data{repeat}.pt", quiet=True, log=lambda _: None)
-            harness_data.append(time.perf_counter() - started)
+            harness.append(harness_loop(lambda epoch: batches))
+            harness_data.append(harness_loop(real_batches))
         best_bare, best_harness, best_data = min(bare), min(harness), min(harness_data)
         per = 1000 / len(batches)
         print(f"{len(batches)} iterations of batch {recipe.batch_size} x 3 x "
-              f"{config['trainer']['crop']}^2, model {config['model']['backbone']} "
-              f"(base {config['model']['base_channels']}), {torch.get_num_threads()} threads")
+              f"{recipe.crop}^2, model {spec.model.backbone} (base "
+              f"{spec.model.base_channels}), {torch.get_num_threads()} threads, torch "
+              f"{torch.__version__}")
         print(f"bare PyTorch loop:                 {best_bare:.2f} s ({best_bare * per:.0f} ms/it)")
         overhead = 100 * (best_harness / best_bare - 1)
         print(f"harness loop, same batches:        {best_harness:.2f} s "

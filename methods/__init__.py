@@ -1,7 +1,27 @@
 """HOW a step is learned: one module per method, a registry, the shared Method interface."""
 
-from methods import ft, ilt, joint, lwf, lwf_mc, mib, sdr, sdr_mib  # noqa: F401  (registers)
-from methods.base import LossInputs, Method, StepContext
-from methods.registry import get_method, method_names, register
+from methods import (  # noqa: F401  (registers)
+    ft,
+    ilt,
+    joint,
+    lwf,
+    lwf_mc,
+    mib,
+    sdr,
+    sdr_mib,
+    step0,  # noqa: F401  (the step-0 recipes, before the methods naming them)
+)
+from methods.base import (
+    IterationState,
+    Learner,
+    LossInputs,
+    Method,
+    ModelOutput,
+    Recorder,
+    Step0Recipe,
+    StepContext,
+)
+from methods.registry import get_method, method_names, register, unregister
 
-__all__ = ["LossInputs", "Method", "StepContext", "get_method", "method_names", "register"]
+__all__ = ["IterationState", "Learner", "LossInputs", "Method", "ModelOutput", "Recorder",
+           "Step0Recipe", "StepContext", "get_method", "method_names", "register", "unregister"]

@@ -18,11 +18,15 @@ class ILT(LwF):
     # MiB release (Cermelli et al., CVPR 2020), argparser `modify_command_options`, method ILT:
     # loss_kd = 100, loss_de = 100 (the ILT baseline of the MiB paper's experiments).
     defaults = {"kd_weight": 100.0, "feature_weight": 100.0}
+    sources = {"kd_weight": "fcdl94/MiB argparser.py modify_command_options, method ILT: "
+                            "loss_kd = 100",
+               "feature_weight": "fcdl94/MiB argparser.py modify_command_options, method ILT: "
+                                 "loss_de = 100"}
 
-    def step_loss(self, inputs: LossInputs) -> dict[str, Tensor]:
+    def loss(self, inputs: LossInputs) -> dict[str, Tensor]:
         if inputs.old_features is None:
             raise ValueError(f"step {inputs.step} needs the previous model's encoder features")
-        terms = super().step_loss(inputs)
+        terms = super().loss(inputs)
         distance = inputs.batch.mean(F.mse_loss(inputs.features.float(),
                                                 inputs.old_features.float(), reduction="none"))
         terms["feature_kd"] = self.params["feature_weight"] * distance

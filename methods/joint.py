@@ -15,9 +15,10 @@ class Joint(Method):
     description = "joint: all classes in one step with cross-entropy (the offline upper bound)"
     # Its step 0 holds every class, so it never shares a step 0 with the incremental methods
     # (the step-0 cache key covers the classes too; the distinct recipe makes it explicit).
-    step0_recipe = "joint"
+    step0 = "joint"
 
-    def plan_protocol(self, protocol: Protocol) -> Protocol:
+    @classmethod
+    def plan_protocol(cls, protocol: Protocol) -> Protocol:
         """One step with every class of the setting, in the setting's class order (so the
         channels are those of the incremental runs and results compare class by class)."""
         return dataclasses.replace(protocol, step_sizes=(sum(protocol.step_sizes),),

@@ -17,9 +17,11 @@ class LwF(Method):
     # MiB release (Cermelli et al., CVPR 2020), argparser `modify_command_options`, method LWF:
     # loss_kd = 100 (the LwF baseline of the MiB paper's experiments).
     defaults = {"kd_weight": 100.0}
+    sources = {"kd_weight": "fcdl94/MiB argparser.py modify_command_options, method LWF: "
+                            "loss_kd = 100"}
     uses_old_model = True
 
-    def step_loss(self, inputs: LossInputs) -> dict[str, Tensor]:
+    def loss(self, inputs: LossInputs) -> dict[str, Tensor]:
         old_logits = require_old_logits(inputs)
         return {
             "ce": cross_entropy(inputs),

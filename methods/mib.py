@@ -2,7 +2,7 @@
 Semantic Segmentation"): unbiased cross-entropy, unbiased distillation, and a classifier
 initialisation that splits the background's probability between background and new classes.
 
-Step 0 is plain cross-entropy (the base class's step0_loss), so MiB shares the cached step 0.
+Step 0 is the plain cross-entropy recipe (`ce`), so MiB shares the cached step 0.
 In sequential mode the unbiased cross-entropy is applied as written: pixels labelled with an
 old class are mapped to 0 and so push up "background or any old class", as in MiB's release.
 """
@@ -74,8 +74,10 @@ class MiB(BackgroundInit, UnbiasedLosses, Method):
     # the release's argparser only holds the default 10). Exact keys: "voc-10-1" must not match
     # "voc-10-10".
     defaults = {"kd_weight": 10.0}
+    sources = {"kd_weight": "fcdl94/MiB argparser.py modify_command_options, method MiB: "
+                            "loss_kd = 10; 100 on voc-15-1 and voc-10-1 (see per_protocol)"}
     per_protocol = {"voc-15-1": {"kd_weight": 100.0}, "voc-10-1": {"kd_weight": 100.0}}
     uses_old_model = True
 
-    def step_loss(self, inputs: LossInputs) -> dict[str, Tensor]:
+    def loss(self, inputs: LossInputs) -> dict[str, Tensor]:
         return self.unbiased_terms(inputs)

@@ -7,6 +7,7 @@ import fnmatch
 
 from bench.errors import BenchError
 from methods.base import Method
+from methods.step0 import recipe_of
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -14,8 +15,14 @@ _REGISTRY: dict[str, type[Method]] = {}
 def register(cls: type[Method]) -> type[Method]:
     if not cls.name or cls.name in _REGISTRY:
         raise ValueError(f"method name {cls.name!r} is empty or already registered")
+    recipe_of(cls)  # an unknown step-0 recipe fails at registration, not mid-run
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a method (for throwaway methods registered by tests)."""
+    _REGISTRY.pop(name, None)
 
 
 def method_names(pattern: str = "*") -> list[str]:

@@ -165,10 +165,12 @@ class SDR(UnbiasedLosses, Method):
     # unbiased distillation 100 (values as this benchmark specifies them from the paper).
     defaults = {"kd_weight": 100.0, "matching_weight": 1e-2, "attraction_weight": 1e-3,
                 "repulsion_weight": 1e-3, "sparsity_weight": 1e-3}
+    sources = {key: "Michieli & Zanuttigh, CVPR 2021, implementation details" for key in defaults}
+    recipe = "sdr"  # SDR's own recipe (batch 8 / lr 1e-3 on VOC): its paper's numbers use it
     uses_old_model = True
 
-    def __init__(self, protocol: Protocol, overrides: Mapping[str, Any] | None = None) -> None:
-        super().__init__(protocol, overrides)
+    def __init__(self, protocol: Protocol, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(protocol, params)
         self.sums: Tensor | None = None  # classes x F, float64, channels indexed as the model's
         self.counts: Tensor | None = None  # classes, float64
 
@@ -234,7 +236,7 @@ class SDR(UnbiasedLosses, Method):
         self.counts = state["counts"].to(torch.float64)
 
     # ----- loss -----------------------------------------------------------------------------
-    def step_loss(self, inputs: LossInputs) -> dict[str, Tensor]:
+    def loss(self, inputs: LossInputs) -> dict[str, Tensor]:
         self.prototypes(inputs.features)  # fails early, before accumulating, without step 0's
         terms = self.unbiased_terms(inputs)
         old_logits = require_old_logits(inputs)

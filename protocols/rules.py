@@ -22,11 +22,6 @@ RULES_VERSION = 1
 VOID = 255
 
 
-def void_column(protocol: Protocol) -> int:
-    """The presence-matrix column that records label 255."""
-    return protocol.num_labels
-
-
 def train_mask(presence: np.ndarray, protocol: Protocol, step: int) -> np.ndarray:
     """Boolean mask over files: which training images step `step` sees."""
     new = list(protocol.new_classes(step))

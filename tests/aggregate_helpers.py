@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.config import config_hash as hash_of
+from bench.spec import RunSpec
 from protocols import get_protocol
 
-SYNTH_DATA = {"dataset": "synth-voc", "root": "/cache/synth/synth-voc-0123456789ab",
-              "train_images": 10, "test_images": 5}
-REAL_DATA = {"dataset": "voc", "root": "/data/VOCdevkit/VOC2012", "train_images": 10,
+SYNTH_DATA = {"dataset": "synth-voc", "digest": "0123456789abcdef", "train_images": 10,
+              "test_images": 5}
+REAL_DATA = {"dataset": "voc", "digest": "fedcba9876543210", "train_images": 10,
              "test_images": 5}
 
 
@@ -33,31 +33,32 @@ def matrix_19_1(correct_new: int) -> list[list[int]]:
     return matrix
 
 
-def config_for(seed: int, lr: float = 0.1, recipe: str = "synth") -> dict[str, Any]:
-    return {"seed": seed, "trainer": {"name": recipe, "lr": lr}, "model": {"name": "small"}}
+def spec_for(protocol: str, method: str, seed: int, overrides: tuple[str, ...] = (),
+             dataset: str = "synth-voc") -> dict[str, Any]:
+    """A real resolved spec (today's code, data digest left out) as a record stores it."""
+    return RunSpec.from_names(protocol, method, seed, overrides, dataset=dataset,
+                              resolve_data=False).to_dict()
 
 
 def write_record(root: Path, *, step: int, matrix: list[list[int]] | None,
                  protocol: str = "voc-19-1", method: str = "ft", seed: int = 0,
-                 config_hash: str | None = None, config: dict[str, Any] | None = None,
-                 data: dict[str, Any] | None = None, done: bool = True,
-                 **changes: Any) -> Path:
+                 overrides: tuple[str, ...] = (), data: dict[str, Any] | None = None,
+                 done: bool = True, **changes: Any) -> Path:
     """Write `<root>/<protocol>/<method>/seed<k>-<hash>/step<t>/record.json` (+ `done`)."""
     described = get_protocol(protocol)
-    config = config or config_for(seed)
-    config_hash = config_hash or hash_of(config)
+    data = data or SYNTH_DATA
+    spec = spec_for(protocol, method, seed, overrides, data["dataset"])
     seen = described.seen_classes(step)
     record: dict[str, Any] = {
-        "format": 1, "protocol": described.to_dict(), "method": method, "seed": seed,
-        "step": step, "num_steps": described.num_steps,
+        "format": 2, "protocol": described.to_dict(), "method": method, "seed": seed,
+        "run_hash": spec["hash"], "step": step, "num_steps": described.num_steps,
         "class_names": {str(c): described.class_name(c) for c in seen},
-        "scores": {}, "confusion_matrix": matrix, "config": config,
-        "config_hash": config_hash, "data": data or SYNTH_DATA,
+        "scores": {}, "confusion_matrix": matrix, "spec": spec, "data": data,
     }
     record.update(changes)
     if matrix is None:
         record.pop("confusion_matrix")
-    step_dir = root / protocol / method / f"seed{seed}-{config_hash}" / f"step{step}"
+    step_dir = root / protocol / method / f"seed{seed}-{spec['hash']}" / f"step{step}"
     step_dir.mkdir(parents=True, exist_ok=True)
     (step_dir / "record.json").write_text(json.dumps(record))
     if done:

@@ -29,7 +29,7 @@ def bench(*args: str, runs_root: Path, cache: Path, check: bool = True,
 
 
 def records(run_dir: Path) -> list[dict]:
-    from bench.records import comparable
+    from bench.store.records import comparable
 
     steps = sorted(run_dir.glob("step*/record.json"), key=lambda p: int(p.parent.name[4:]))
     return [comparable(json.loads(p.read_text())) for p in steps]
@@ -38,3 +38,12 @@ def records(run_dir: Path) -> list[dict]:
 def run_dir(runs_root: Path, protocol: str, method: str) -> Path:
     (found,) = (runs_root / protocol / method).glob("seed*")
     return found
+
+
+def spec_of(protocol: str, method: str, runs_root: Path | str, *overrides: str, seed: int = 0):
+    """The resolved spec of a tiny run (the embedded data, generated on first use)."""
+    from bench.spec import RunSpec
+
+    return RunSpec.from_names(protocol, method, seed=seed,
+                              overrides=[*TINY, *overrides, f"runs_root={runs_root}",
+                                         "quiet=true"])

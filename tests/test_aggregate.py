@@ -15,14 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.aggregate import load_runs, long_table
 from bench.cli import main
 from bench.errors import BenchError
-from bench.record_reading import data_origin
-from bench.summary import scores_table, seed_summary, summary_markdown
+from bench.report.aggregate import load_runs, long_table
+from bench.report.summary import scores_table, seed_summary, summary_markdown
+from bench.store.record_reading import data_origin
 from tests.aggregate_helpers import (
     REAL_DATA,
-    config_for,
     identity_matrix,
     matrix_19_1,
     write_record,
@@ -121,39 +120,38 @@ def test_partial_runs_are_flagged_and_never_averaged_with_complete_ones(tmp_path
 
 def test_two_configs_of_one_seed_are_both_shown_with_their_hashes(tmp_path: Path) -> None:
     three_seeds(tmp_path)
-    write_run_19_1(tmp_path, correct_new=10, seed=0, config=config_for(0, lr=0.05))
+    write_run_19_1(tmp_path, correct_new=10, seed=0, overrides=("trainer.lr=0.05",))
     runs = load_runs([tmp_path]).runs
     seed0 = [r for r in runs if r.seed == 0]
-    assert len(seed0) == 2 and seed0[0].config_hash != seed0[1].config_hash
+    assert len(seed0) == 2 and seed0[0].run_hash != seed0[1].run_hash
     summary = seed_summary(scores_table(runs, ["sdr"]))
     last = summary[summary["step"] == 1]
     assert sorted(last["n"]) == [1, 3]  # never one group of 4
     other = row(last, n=1)
     assert other["new_mean"] == pytest.approx(100.0)
-    assert other["config_hashes"] == seed0[1].config_hash or \
-        other["config_hashes"] == seed0[0].config_hash
+    assert other["run_hashes"] in (seed0[1].run_hash, seed0[0].run_hash)
     text = summary_markdown(summary, "sdr", [str(tmp_path)])
     hashes = sorted(last["setup_hash"])
     assert f"FT (complete) has 2 configurations ({', '.join(hashes)})" in text
-    assert f"run config(s) {seed0[1].config_hash}" in text or \
-        f"run config(s) {seed0[0].config_hash}" in text
+    assert f"run config(s) {seed0[1].run_hash}" in text or \
+        f"run config(s) {seed0[0].run_hash}" in text
     notices = load_runs([tmp_path]).notices()
     assert (f"voc-19-1 / ft / seed 0 has 2 configurations ("
-            f"{', '.join(sorted(r.config_hash for r in seed0))})") in " ".join(notices)
+            f"{', '.join(sorted(r.run_hash for r in seed0))})") in " ".join(notices)
 
 
 def test_unreadable_records_are_named_with_path_and_reason(tmp_path: Path, capsys) -> None:
     three_seeds(tmp_path)
     newer = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=7, format=99)
     broken = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=8)
-    broken.write_text('{"format": 1, "protocol"')
+    broken.write_text('{"format": 2, "protocol"')
     odd = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=9)
     raw = json.loads(odd.read_text())
     raw["seed"] = {"not": "a number"}
     odd.write_text(json.dumps(raw))
     assert main(["aggregate", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
-    assert f"{newer}: format 99 is newer than this css-bench reads (up to 1)" in error
+    assert f"{newer}: format 99 is newer than this css-bench reads (up to 2)" in error
     assert f"{broken}: not readable JSON" in error
     assert f"{odd}: malformed record (TypeError" in error
     assert "Traceback" not in error
@@ -162,22 +160,45 @@ def test_unreadable_records_are_named_with_path_and_reason(tmp_path: Path, capsy
     assert f"unreadable record skipped: {newer}" in capsys.readouterr().err
 
 
-def test_an_older_record_without_format_or_matrix_is_read_from_per_class(
-        tmp_path: Path) -> None:
-    per_class = {str(c): 100.0 for c in range(21)}
-    per_class.update({"0": 80.0, "20": 40.0, "5": None})
-    path = write_record(tmp_path, step=1, matrix=None, scores={"per_class": per_class})
+def test_a_record_without_spec_or_matrix_is_named_unreadable(tmp_path: Path) -> None:
+    three_seeds(tmp_path)
+    no_matrix = write_record(tmp_path, step=0, matrix=None, seed=5)
+    no_spec = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=6)
+    raw = json.loads(no_spec.read_text())
+    del raw["spec"]
+    no_spec.write_text(json.dumps(raw))
+    collection = load_runs([tmp_path])
+    reasons = {str(u.path): u.reason for u in collection.unreadable}
+    assert reasons == {str(no_matrix): "no confusion_matrix",
+                       str(no_spec): "no spec (expected the run's resolved spec with its "
+                                     "identity)"}
+
+
+def test_a_format_1_record_is_read_but_stale(tmp_path: Path) -> None:
+    """Records written before run specs: scores still read, the run listed apart as stale."""
+    path = write_record(tmp_path, step=0, matrix=identity_matrix(20), seed=0)
     raw = json.loads(path.read_text())
-    del raw["format"]
-    raw["protocol"] = "voc-19-1"  # older records named the protocol only
+    raw.update(format=1, config={"trainer": {"name": "synth"}}, config_hash=raw["run_hash"])
+    del raw["spec"]
     path.write_text(json.dumps(raw))
-    scores = scores_table(load_runs([tmp_path]).runs, ["sdr", "mib"])
-    sdr = row(scores, convention="sdr")
-    # old = 0-19 without class 5 (no ground truth): (80 + 18 * 100) / 19
-    assert sdr["old"] == pytest.approx(1880 / 19)
-    assert sdr["new"] == pytest.approx(40.0)
-    assert row(scores, convention="mib")["old"] == pytest.approx(100.0)
-    assert long_table(load_runs([tmp_path]).runs)["record_format"].isna().all()
+    (run,) = load_runs([tmp_path]).runs
+    assert run.status == "stale" and "record format 1" in run.stale
+    summary = seed_summary(scores_table([run], ["sdr"]))
+    assert "Stale runs" in summary_markdown(summary, "sdr", [str(tmp_path)])
+
+
+def test_a_run_whose_method_default_changed_is_stale(tmp_path: Path, monkeypatch) -> None:
+    from methods import get_method
+
+    write_run_19_1(tmp_path, correct_new=5, seed=0, method="lwf")
+    (current,) = load_runs([tmp_path]).runs
+    assert current.status == "complete" and current.stale is None
+    monkeypatch.setattr(get_method("lwf"), "defaults", {"kd_weight": 50.0})
+    (stale,) = load_runs([tmp_path]).runs
+    assert stale.status == "stale"
+    assert "method.params.kd_weight: 100.0 -> 50.0" in stale.stale
+    notices = " ".join(load_runs([tmp_path]).notices())
+    assert "stale run, listed apart" in notices
 
 
 def test_a_root_without_records_is_a_user_error(tmp_path: Path, capsys) -> None:
@@ -198,13 +219,18 @@ def test_aggregate_cli_writes_csv_parquet_markdown_and_latex(tmp_path: Path, cap
     assert set(pd.read_csv(out / "per_step.csv")["convention"]) == {"sdr", "mib"}
     sdr_md = (out / "summary_sdr.md").read_text()
     assert "background counted in old and all" in sdr_md
-    assert "| FT | synth |" in sdr_md and "| 60.0 ± 10.0 |" in sdr_md
+    # IoU(20) = 50, 60, 70: mean 60, s 10, 95 % interval 60 +- 4.3027 * 10 / sqrt(3)
+    assert "| FT | synth |" in sdr_md and "| 60.0 ± 10.0 [35.2, 84.8] |" in sdr_md
     assert "embedded synthetic data, not comparable" in sdr_md
     assert "foreground only" in (out / "summary_mib.md").read_text()
     tex = (out / "summary_mib.tex").read_text()
-    assert r"\toprule" in tex and r"60.0 $\pm$ 10.0" in tex and "foreground only" in tex
+    assert r"\toprule" in tex and r"60.0 $\pm$ 10.0 [35.2, 84.8]" in tex
+    assert "foreground only" in tex
     summary = pd.read_csv(out / "summary_sdr.csv")
     assert set(summary["convention"]) == {"sdr"}
+    last = summary[summary["step"] == 1].iloc[0]
+    assert (last["new_ci_low"], last["new_ci_high"]) == pytest.approx((35.1586, 84.8414),
+                                                                     abs=1e-3)
     assert main(["aggregate", str(root), "--out", str(out / "one"), "--convention", "mib"]) == 0
     assert sorted(p.name for p in (out / "one").glob("summary_*")) == [
         "summary_mib.csv", "summary_mib.md", "summary_mib.tex"]
@@ -238,7 +264,19 @@ def test_a_joint_run_is_scored_as_after_the_last_step(tmp_path: Path) -> None:
 
 def test_only_records_naming_real_data_count_as_real() -> None:
     assert data_origin(REAL_DATA) == ("voc", "real")
-    assert data_origin({"dataset": "synth-ade", "root": "/x"}) == ("synth-ade", "synthetic")
-    # a real-looking name whose files live in the synthetic cache is still synthetic
+    assert data_origin({"dataset": "synth-ade"}) == ("synth-ade", "synthetic")
+    # a format-1 record naming a real set whose files live in the synthetic cache
     assert data_origin({"dataset": "voc", "root": "/c/synth/synth-voc-1a2b"})[1] == "synthetic"
     assert data_origin({}) == ("unknown", "unknown")
+
+
+def test_a_cell_mixing_torch_releases_is_warned_about(tmp_path: Path) -> None:
+    for seed, torch_version in enumerate(("2.14.1", "2.14.1", "2.15.0")):
+        write_run_19_1(tmp_path, correct_new=5, seed=seed,
+                       versions={"torch": torch_version})
+    notices = load_runs([tmp_path]).notices()
+    warnings = [n for n in notices if n.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "voc-19-1 / ft" in warnings[0] and "mixes runs of torch 2.14.1, 2.15.0" in warnings[0]
+    write_run_19_1(tmp_path / "same", correct_new=5, seed=0, versions={"torch": "2.14.1"})
+    assert not [n for n in load_runs([tmp_path / "same"]).notices() if "warning" in n]

@@ -37,7 +37,7 @@ def test_data_check_of_a_missing_root_prints_no_traceback(tmp_path):
 def test_data_check_names_a_bad_label_value(crafted_voc, capsys):
     from PIL import Image
 
-    Image.fromarray(__import__("numpy").full((4, 4), 77, "uint8"), mode="L").save(
+    Image.fromarray(__import__("numpy").full((8, 8), 77, "uint8"), mode="L").save(
         crafted_voc / "SegmentationClassAug" / "V2.png")
     assert main(["data", "check", "--dataset", "voc", "--root", str(crafted_voc)]) == 2
     err = capsys.readouterr().err

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import compose_config, config_hash
 from bench.errors import BenchError
+from bench.spec import RunSpec
 from bench.sweep.slurm_time import minutes
 from tests.engine_helpers import TINY, bench
 
@@ -20,11 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_launcher_settings_are_not_part_of_the_identity():
-    plain = compose_config(["protocol=voc-15-1"])
-    slurm = compose_config(["protocol=voc-15-1", "launcher=slurm", "launcher.partition=gpu",
-                            "launcher.gpus_per_job=4", "launcher.time=2-00:00:00"])
-    assert slurm["launcher"]["executor"] == "slurm" and plain["launcher"]["executor"] == "local"
-    assert config_hash(plain) == config_hash(slurm)
+    plain = RunSpec.from_names("voc-15-1", "ft", resolve_data=False)
+    slurm = RunSpec.from_names("voc-15-1", "ft", overrides=[
+        "launcher=slurm", "launcher.partition=gpu", "launcher.gpus_per_job=4",
+        "launcher.time=2-00:00:00", "runs_root=/elsewhere", "device=cpu"], resolve_data=False)
+    assert slurm.execution.launcher["executor"] == "slurm"
+    assert plain.execution.launcher["executor"] == "local"
+    assert plain.run_hash == slurm.run_hash and plain.inputs == slurm.inputs
 
 
 @pytest.mark.parametrize(("text", "expected"), [

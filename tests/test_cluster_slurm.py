@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,7 @@ def test_a_job_whose_code_raised_shows_the_error_and_log(slurm, cache, tmp_path)
     runs = tmp_path / "runs"
     result = bench("sweep", "--protocols", "voc-15-5", "--methods", "ft", "--seeds", "0",
                    "--executor", "slurm", "--time", "30", "--runs-root", str(runs),
-                   *SWEEP_TINY, "trainer.lr_incremental=nan", env=env)
+                   *SWEEP_TINY, "trainer.lr_incremental=1e30", env=env)
     assert result.returncode == 0, result.stderr
     name = result.stdout.split("bench status ")[1].split()[0]
 
@@ -148,26 +149,24 @@ def test_missing_sbatch_and_unreachable_controller_are_clear_errors(slurm, cache
     no_slurm = tmp_path / "bin"
     no_slurm.mkdir()
     result = bench(*args, env=environment(slurm, cache, PATH=str(no_slurm)))
-    assert result.returncode == 2 and "sbatch is not on PATH" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2 and "sbatch and srun not on PATH" in result.stderr
+    assert "nothing was submitted" in result.stderr and "Traceback" not in result.stderr
     wrong = tmp_path / "slurm.conf"
     wrong.write_text(slurm.conf.read_text().replace("SlurmctldPort=6817", "SlurmctldPort=6899")
                      .replace("MessageTimeout=10", "MessageTimeout=2"))
     result = bench(*args, env={**environment(slurm, cache), "SLURM_CONF": str(wrong)})
-    assert result.returncode == 2 and "Slurm refuses these jobs" in result.stderr
+    assert result.returncode == 2 and "no Slurm controller could be reached" in result.stderr
     assert "contact slurm controller" in result.stderr.lower()
+    dry = bench(*args, "--dry-run", env={**environment(slurm, cache), "SLURM_CONF": str(wrong)})
+    assert dry.returncode == 0 and "#SBATCH" in dry.stdout
+    assert dry.stdout.rstrip().splitlines()[-1].startswith("Slurm was not asked")
     assert not list(tmp_path.glob("_sweeps/*.json"))
 
 
-def build(protocol: str, method: str, runs_root: Path, *overrides: str) -> dict:
-    import argparse
+def build(protocol: str, method: str, runs_root: Path, *overrides: str):
+    from tests.engine_helpers import spec_of
 
-    from bench.commands.common import build_config
-
-    args = argparse.Namespace(protocol=protocol, method=method, seed=0, data_root=None,
-                              dataset=None, runs_root=str(runs_root), quiet=True,
-                              overrides=[*TINY, *overrides])
-    return build_config(args)[0]
+    return spec_of(protocol, method, runs_root, *overrides)
 
 
 def executor_for(folder: Path, tasks: int = 1):
@@ -191,7 +190,7 @@ def reference_run(protocol: str, method: str, runs_root: Path, env: dict[str, st
 
 def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, cache, tmp_path,
                                                                       monkeypatch):
-    from bench.runner import Runner
+    from bench.engine.runner import Runner
     from bench.sweep.job import RunJob
 
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
@@ -201,7 +200,7 @@ def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, ca
     longer = ("trainer.epochs=3", "trainer.epochs_incremental=30", "launcher.threads=1")
     started = time.monotonic()
     config = build("voc-15-5", "ft", tmp_path / "runs", *longer)
-    run_dir = Runner(config, log=lambda _: None).store.run_dir  # (generates the data once)
+    run_dir = Runner(config, log=lambda _: None).run_dir.path  # (generates the data once)
     reference = reference_run("voc-15-5", "ft", tmp_path / "reference",
                               environment(slurm, cache, OMP_NUM_THREADS="1"), *longer)
     job = executor_for(tmp_path / "submitit").submit(RunJob(config))
@@ -226,15 +225,23 @@ def test_preempted_job_is_requeued_and_finishes_with_identical_records(slurm, ca
 def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_path,
                                                               monkeypatch):
     """SDR on voc-15-5, every step trained on 2 gloo ranks in one Slurm job (step 0 included,
-    nothing shared with the reference) vs one process with the same global batches.
+    nothing shared with the reference) vs one process with the same global batches, within
+    what float rounding alone does to this recipe on the installed torch.
 
-    At the tiny recipe's learning rate (0.1 from scratch) training is chaotic: two runs whose
-    parameters differ by float rounding (1e-8) after one iteration differ by 1e-3 in the loss
-    after five and by 7 % after eight (measured; the rounding of a sum taken in another order
-    grows about 30x per iteration), so no two summation orders agree there, on one process or
-    on many. At lr 1e-3 the same comparison is a test of the arithmetic: the loss agrees to
-    1e-7 at every iteration of both steps (measured)."""
-    from bench.runner import Runner
+    The two compute the same sums in other orders (per-rank halves), so they differ by float
+    rounding, and training amplifies it: a BatchNorm output within rounding of zero lands on
+    the other side of a ReLU, and the gradient below it changes by percents (measured on torch
+    2.14.1: one such element at iteration 0 of step 0 makes the first update's gradient of
+    layers 1-3 differ by 1-5 % between float32 on one process and the exact float64 value, while
+    the 2-rank float32 gradient is within 2e-5 of it; epoch-mean losses then differ by 3e-5 at
+    step 0 and up to 1e-2 on SDR's small terms at step 1). So the tolerance is measured, not
+    fixed: two "rounding twins" (the single-process run with every step's initial weights moved
+    by one float32 ulp in seeded random directions, on the installed torch) say how far
+    rounding moves the loss history, the test predictions and SDR's prototype sums, and the
+    DDP run may differ from the reference by at most 4 times the farther twin. A bug that
+    makes ranks compute something else (a per-rank statistic, a lost gradient) moves every
+    number by far more."""
+    from bench.engine.runner import Runner
     from bench.sweep.job import RunJob
 
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
@@ -243,11 +250,13 @@ def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_
     single = tmp_path / "single"
     reference = reference_run("voc-15-5", "sdr", single,
                               environment(slurm, cache, OMP_NUM_THREADS="1"), *calm)
-    assert reference.wait(timeout=300) == 0, reference.stdout.read()
     started = time.monotonic()
     config = build("voc-15-5", "sdr", tmp_path / "ddp", "launcher.threads=1", *calm)
-    run_dir = Runner(config, log=lambda _: None).store.run_dir
+    run_dir = Runner(config, log=lambda _: None).run_dir.path
     job = executor_for(tmp_path / "submitit", tasks=2).submit(RunJob(config))
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    twins = [rounding_twin(build("voc-15-5", "sdr", tmp_path / f"twin{seed}", *calm), seed)
+             for seed in (1, 2)]
     wait_for(job.done, "the DDP job", timeout=300)
     results = job.results()
     elapsed = time.monotonic() - started
@@ -256,24 +265,80 @@ def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_
     (expected_dir,) = (single / "voc-15-5" / "sdr").glob("seed0-*")
     assert run_dir.name == expected_dir.name  # launcher settings are not in the identity
     got, expected = records(run_dir), records(expected_dir)
+    measured = []
     for step in (0, 1):
-        assert_same_step(got[step], expected[step])
+        rounding = [drift(twin_records[step], expected[step]) for twin_records, _ in twins]
+        allowed = Drift(4 * max(r.loss for r in rounding), 4 * max(r.pixels for r in rounding))
+        ddp = drift(got[step], expected[step])
+        measured.append(f"step {step}: DDP {ddp}, rounding twins {', '.join(map(str, rounding))}")
+        assert ddp.loss <= max(allowed.loss, 1e-6), measured[-1]
+        assert ddp.pixels <= allowed.pixels, measured[-1]
     state = torch.load(run_dir / "step1" / "checkpoint.pt", weights_only=False)["method"]
     reference_state = torch.load(expected_dir / "step1" / "checkpoint.pt",
                                  weights_only=False)["method"]
     assert torch.equal(state["counts"], reference_state["counts"])  # every pixel once
-    torch.testing.assert_close(state["sums"], reference_state["sums"], rtol=1e-5, atol=1e-5)
-    print(f"\nDDP test (2 gloo tasks, 2 steps): {elapsed:.1f} s")
+    twin_sums = [relative(sums, reference_state["sums"]) for _, sums in twins]
+    assert relative(state["sums"], reference_state["sums"]) <= max(4 * max(twin_sums), 1e-6), (
+        twin_sums)
+    print(f"\nDDP test (2 gloo tasks, 2 steps): {elapsed:.1f} s, torch {torch.__version__}; "
+          + "; ".join(measured))
 
 
-def assert_same_step(got: dict, expected: dict) -> None:
-    """Every loss term of every epoch within float tolerance (SDR's latent terms included:
-    their batch statistics are those of the global batch), the same predictions on every test
-    pixel, every test pixel counted once over the ranks."""
+@dataclass(frozen=True)
+class Drift:
+    """How far one run's record is from another's: the largest difference of an epoch's loss
+    term relative to that epoch's total loss, and the test pixels predicted differently."""
+
+    loss: float
+    pixels: int
+
+    def __str__(self) -> str:
+        return f"loss {self.loss:.1e}, {self.pixels} px"
+
+
+def drift(got: dict, expected: dict) -> Drift:
+    worst = 0.0
     for epoch_got, epoch_expected in zip(got["loss_history"], expected["loss_history"],
                                          strict=True):
         assert epoch_got.keys() == epoch_expected.keys()
-        for key in epoch_got:
-            assert epoch_got[key] == pytest.approx(epoch_expected[key], rel=1e-5, abs=1e-7), key
-    assert got["confusion_matrix"] == expected["confusion_matrix"]
-    assert got["scores"] == expected["scores"]
+        total = sum(abs(value) for value in epoch_expected.values())
+        worst = max([worst, *(abs(epoch_got[k] - epoch_expected[k]) / total
+                              for k in epoch_got)])
+    matrix = torch.tensor(got["confusion_matrix"])
+    reference = torch.tensor(expected["confusion_matrix"])
+    assert matrix.sum() == reference.sum()  # every test pixel once, whatever the ranks
+    return Drift(worst, int((matrix - reference).abs().sum()) // 2)
+
+
+def relative(values: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((values - reference).norm() / reference.norm())
+
+
+def rounding_twin(config, seed: int) -> tuple[list[dict], torch.Tensor]:
+    """The records (and SDR's final prototype sums) of `config` trained in this process on one
+    thread, every step's initial weights moved by one float32 ulp up or down (seeded): a run
+    that differs from the reference only by float rounding."""
+    from bench.engine.runner import Runner
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner = Runner(config, log=lambda _: None)
+        build_models = runner.models_for
+
+        def nudged(step: int):
+            model, old_model = build_models(step)
+            generator = torch.Generator().manual_seed(1000 * seed + step)
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    up = torch.rand(parameter.shape, generator=generator) < 0.5
+                    towards = torch.where(up, torch.inf, -torch.inf).to(parameter.dtype)
+                    parameter.copy_(torch.nextafter(parameter, towards))
+            return model, old_model
+
+        runner.models_for = nudged
+        runner.run()
+    finally:
+        torch.set_num_threads(threads)
+    checkpoint = torch.load(runner.run_dir.path / "step1" / "checkpoint.pt", weights_only=False)
+    return records(runner.run_dir.path), checkpoint["method"]["sums"]

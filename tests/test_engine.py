@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_helpers import TINY, bench, records, run_dir
+from tests.engine_helpers import TINY, bench, records, run_dir, spec_of
 
 PROTOCOL = "voc-15-5"
 
@@ -39,13 +39,13 @@ def test_run_writes_every_step_with_records_and_done_markers(reference):
         record = json.loads((directory / "record.json").read_text())
         assert record["step"] == step and record["method"] == "ft"
         assert record["protocol"]["name"] == PROTOCOL
-        assert record["config"]["trainer"]["epochs"] == 2
+        assert record["spec"]["identity"]["recipe"]["steps"][step]["epochs"] == 2
         assert len(record["loss_history"]) == 2
         assert record["versions"]["torch"]
         seen = 16 if step == 0 else 21
         assert len(record["confusion_matrix"]) == seen
         assert set(record["scores"]["per_class"]) == {str(c) for c in range(seen)}
-    assert json.loads((reference / "config.json").read_text())["method"] == "ft"
+    assert json.loads((reference / "spec.json").read_text())["inputs"]["method"] == "ft"
     assert not list(reference.rglob("*.tmp"))
 
 
@@ -65,8 +65,7 @@ def test_a_second_identical_run_does_no_training(reference, cache):
     bench("run", "--protocol", PROTOCOL, "--method", "ft", "--quiet", *TINY,
           runs_root=reference.parents[2], cache=cache)
     after = {p: p.stat().st_mtime_ns for p in reference.rglob("*") if p.is_file()}
-    changed = [p.name for p in after if before.get(p) != after[p]]
-    assert changed == ["config.json"] or changed == []
+    assert [p.name for p in after if before.get(p) != after[p]] == []
 
 
 def test_same_seed_is_bit_for_bit_repeatable(tmp_path, cache, reference):
@@ -165,21 +164,16 @@ def test_bad_input_is_one_clear_line(tmp_path, cache, args, message):
 def test_a_step_with_a_single_training_image_still_trains(tmp_path):
     """voc-15-1 on 64 images leaves step 3 with one training image: a full batch is drawn with
     replacement (a batch of one cannot pass BatchNorm in training)."""
-    import argparse
-
-    from bench.commands.common import build_config
-    from bench.runner import Runner
+    from bench.engine.runner import Runner
 
     os.environ["CSS_BENCH_CACHE"] = str(tmp_path / "cache")
-    args = argparse.Namespace(protocol="voc-15-1", method="ft", seed=0, data_root=None,
-                              dataset=None, runs_root=str(tmp_path / "runs"), quiet=True,
-                              overrides=[*TINY, "trainer.epochs=1", "trainer.epochs_incremental=1"])
-    runner = Runner(build_config(args)[0], log=lambda _: None)
-    sizes = [len(runner.train_data(step)) for step in range(6)]
+    spec = spec_of("voc-15-1", "ft", tmp_path / "runs", "trainer.epochs=1",
+                   "trainer.epochs_incremental=1")
+    runner = Runner(spec, log=lambda _: None)
+    sizes = [runner.scenario.train_count(step) for step in range(6)]
     assert min(sizes) < 8  # the tiny dataset has a step smaller than one batch
     small = sizes.index(min(sizes))
-    loader = runner.loader(runner.train_data(small), 8, shuffle=True,
-                           generator=__import__("torch").Generator().manual_seed(0))
+    loader = runner.scenario.train_loader(small, 0, 8)
     assert [len(labels) for _, labels in loader] == [8]
     results = runner.run()
     assert [r.step for r in results] == list(range(6))

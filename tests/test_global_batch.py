@@ -9,7 +9,6 @@ slice, and DDP's gradient average divides by N.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from pathlib import Path
 
@@ -19,10 +18,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from bench import distributed
-from bench.batchnorm import GlobalBatchNorm2d
+from bench.engine import distributed
+from bench.engine.batchnorm import GlobalBatchNorm2d
 from methods import LossInputs, get_method
 from methods.base import SINGLE, GlobalBatch
+from methods.step0 import step0_learner
 from protocols import get_protocol
 
 RANKS = 2
@@ -69,14 +69,18 @@ def terms_and_grads(tensors: dict[str, torch.Tensor], batch: GlobalBatch, step: 
         logits = tensors["logits"].clone().requires_grad_()
         features = tensors["features"].clone().requires_grad_()
         method = method_with_state(name)
-        inputs = LossInputs(step=step, logits=logits, features=features, decoder=features,
-                            labels=tensors["labels"], old_logits=tensors["old_logits"][:, :16],
-                            old_features=tensors["old_features"], batch=batch)
-        if step == 0:
-            inputs = dataclasses.replace(inputs, logits=logits[:, :16].contiguous(),
-                                         labels=tensors["labels"].clamp(max=15)
-                                         .where(tensors["labels"] != 255, 255))
-        terms = method.loss(inputs)
+        if step == 0:  # step 0 is learned by the method's step-0 recipe
+            learner = step0_learner(method)
+            inputs = LossInputs.from_tensors(
+                0, logits[:, :16], tensors["labels"].clamp(max=15).where(
+                    tensors["labels"] != 255, 255), features=features, batch=batch)
+        else:
+            learner = method
+            inputs = LossInputs.from_tensors(
+                step, logits, tensors["labels"], features=features,
+                old_logits=tensors["old_logits"][:, :16],
+                old_features=tensors["old_features"], batch=batch)
+        terms = learner.loss(inputs)
         sum(terms.values()).backward()
         out[name] = {
             "terms": {k: v.detach() for k, v in terms.items()},

@@ -7,7 +7,6 @@ calling the code under test.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import math
@@ -18,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.engine.model import DeepLabV3
 from bench.errors import BenchError
-from bench.model import DeepLabV3
-from bench.store import load_torch
+from bench.store.files import load_torch
 from methods import LossInputs, StepContext, get_method, method_names
 from methods.base import GlobalBatch
 from methods.losses import (
@@ -33,6 +32,7 @@ from methods.losses import (
 )
 from methods.mib import init_from_background
 from methods.sdr import SDR, attraction, old_class_targets, prototype_matching, repulsion, sparsity
+from methods.step0 import step0_learner
 from protocols import get_protocol
 from tests.engine_helpers import TINY
 
@@ -51,8 +51,8 @@ def labels_row(*values: int) -> torch.Tensor:
 
 def inputs(step: int, logits, labels, old_logits=None, features=None, old_features=None):
     features = torch.ones(1, 2, 1, 1) if features is None else features
-    return LossInputs(step=step, logits=logits, features=features, decoder=features,
-                      labels=labels, old_logits=old_logits, old_features=old_features)
+    return LossInputs.from_tensors(step, logits, labels, features=features,
+                                   old_logits=old_logits, old_features=old_features)
 
 
 # ----- shared losses --------------------------------------------------------------------------
@@ -121,8 +121,8 @@ def test_one_hot_bce_and_sigmoid_distillation_by_hand():
     old = pixels([0.0, LN3])
     assert sigmoid_distillation(logits, old).item() == pytest.approx(0.7650676986728906)
     method = get_method("lwf-mc")(VOC_15_5)
-    assert method.step0_recipe != "ce"
-    assert set(method.loss(inputs(0, logits, labels_row(2)))) == {"bce"}
+    assert method.step0 == "bce"
+    assert set(step0_learner(method).loss(inputs(0, logits, labels_row(2)))) == {"bce"}
     terms = method.loss(inputs(1, logits, labels_row(2), old))
     assert terms["kd"].item() == pytest.approx(15.301353973457811)
 
@@ -148,6 +148,7 @@ def test_mib_kd_weight_per_setting_uses_exact_keys():
 def test_joint_collapses_the_protocol_into_one_step():
     joint = get_method("joint")(VOC_15_5)
     planned = joint.plan_protocol(VOC_15_5)
+    assert joint.step0 == "joint"
     assert planned.step_sizes == (21,) and planned.name == "voc-15-5-joint"
     assert planned.class_order == VOC_15_5.class_order
 
@@ -340,10 +341,9 @@ def crafted_step1(seed: int = 0) -> LossInputs:
     labels[1, 2:] = 17
     labels[1, 0, 0] = 255
     features = torch.rand(2, 3, 4, 4, generator=generator)  # non-negative, like post-ReLU
-    return LossInputs(step=1, logits=torch.randn(2, 21, 4, 4, generator=generator),
-                      features=features, decoder=features, labels=labels,
-                      old_logits=torch.randn(2, 16, 4, 4, generator=generator),
-                      old_features=features)
+    return LossInputs.from_tensors(
+        1, torch.randn(2, 21, 4, 4, generator=generator), labels, features=features,
+        old_logits=torch.randn(2, 16, 4, 4, generator=generator), old_features=features)
 
 
 def sdr_with_prototypes(method: str = "sdr") -> SDR:
@@ -383,7 +383,7 @@ def test_sdr_plus_mib_is_sdr_plus_mib_init():
     both_terms = sdr_with_prototypes("sdr+mib").loss(batch)
     assert set(both_terms) == set(sdr_terms)
     assert all(torch.equal(both_terms[k], sdr_terms[k]) for k in sdr_terms)
-    assert get_method("sdr+mib").step0_recipe == get_method("sdr").step0_recipe == "ce"
+    assert get_method("sdr+mib").step0 == get_method("sdr").step0 == "ce"
     model = tiny_model()
     model.add_classifier(5)
     by_mib, by_both = copy.deepcopy(model), copy.deepcopy(model)
@@ -421,7 +421,7 @@ TERMS["sdr+mib"] = TERMS["sdr"]
 def engine(tmp_path_factory):
     """One runs root and cache for all methods (so ce-recipe methods share step 0); one thread,
     which is much faster for these tiny models on busy cores."""
-    from bench.commands.common import build_config
+    from bench.spec import RunSpec
 
     root = tmp_path_factory.mktemp("methods-engine")
     threads = torch.get_num_threads()
@@ -429,20 +429,17 @@ def engine(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CSS_BENCH_CACHE", str(root / "cache"))
 
-        def config(method: str) -> dict:
-            args = argparse.Namespace(protocol="voc-15-5", method=method, seed=0,
-                                      data_root=None, dataset=None,
-                                      runs_root=str(root / "runs"), quiet=True,
-                                      overrides=list(FAST))
-            return build_config(args)[0]
+        def spec(method: str) -> RunSpec:
+            return RunSpec.from_names("voc-15-5", method, overrides=[
+                *FAST, f"runs_root={root / 'runs'}", "quiet=true"])
 
-        yield config
+        yield spec
     torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", PACKAGE_METHODS)
 def test_every_method_runs_an_incremental_step_end_to_end(engine, name):
-    from bench.runner import Runner
+    from bench.engine.runner import Runner
 
     runner = Runner(engine(name), log=lambda _: None)
     results = runner.run()
@@ -459,5 +456,5 @@ def test_every_method_runs_an_incremental_step_end_to_end(engine, name):
     assert TERMS.get(name, names) <= names
     assert all(math.isfinite(v) for epoch in last["loss_history"] for v in epoch.values())
     if name.startswith("sdr"):
-        state = load_torch(runner.store.step_dir(1) / "checkpoint.pt")["method"]
+        state = load_torch(runner.run_dir.step_dir(1) / "checkpoint.pt")["method"]
         assert (state["counts"][:16] > 0).any() and (state["counts"][16:] > 0).any()

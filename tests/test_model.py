@@ -1,4 +1,4 @@
-"""Tests for bench.model: shapes, per-step classifiers, backbone weights, determinism."""
+"""Tests for bench.engine.model: shapes, per-step classifiers, backbone weights, determinism."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import torch
 from torch import nn
 from torchvision import models
 
-from bench.errors import BenchError
-from bench.model import (
+from bench.engine.model import (
     DeepLabV3,
     ModelConfig,
     build_model,
     cached_weight_paths,
     set_output_stride,
 )
+from bench.errors import BenchError
 
 SMALL = ModelConfig(backbone="resnet18", aspp_channels=32)
 

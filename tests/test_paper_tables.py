@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.published import load_published
+from bench.report.published import load_published
 from protocols import get_protocol
 from tests.aggregate_helpers import REAL_DATA, write_run_19_1
 

@@ -95,7 +95,28 @@ def test_parallel_scan_equals_serial(tmp_path):
         values = rng.choice([0, 1, 5, 20, 255], size=rng.integers(1, 4))
         Image.fromarray(label_with(*values), mode="L").save(path)
         samples.append(Sample(str(i), path, path))
-    serial = scan_presence(samples, 21, workers=1)
-    parallel = scan_presence(samples, 21, workers=2)
-    assert serial.shape == (150, 22)
+    serial, serial_hashes = scan_presence(samples, 21, workers=1)
+    parallel, parallel_hashes = scan_presence(samples, 21, workers=2)
+    assert serial.shape == (150, 22) and serial_hashes.shape == (150,)
     assert np.array_equal(serial, parallel)
+    assert np.array_equal(serial_hashes, parallel_hashes)
+
+
+def test_the_digest_follows_label_content_not_where_the_files_are(crafted_voc, tmp_path):
+    """Another copy of the same data gives the same digest; an edited label map a new one."""
+    import shutil
+
+    protocol = get_protocol("voc-15-1")
+    first = resolve_source("voc", crafted_voc).index(log=lambda _: None).digest(protocol)
+    copy = tmp_path / "copy"
+    shutil.copytree(crafted_voc, copy, ignore=shutil.ignore_patterns(".css-bench"))
+    assert resolve_source("voc", copy).index(log=lambda _: None).digest(protocol) == first
+    label = copy / "SegmentationClassAug" / "B.png"
+    edited = np.array(Image.open(label))
+    edited[0, 0] = 1 if edited[0, 0] != 1 else 0
+    Image.fromarray(edited, mode="L").save(label)
+    changed = resolve_source("voc", copy).index(log=lambda _: None).digest(protocol)
+    assert changed != first
+    # a step's own digest changes only with the lists that step uses
+    step0 = resolve_source("voc", crafted_voc).index(log=lambda _: None).digest(protocol, [0])
+    assert step0 != first

@@ -1,4 +1,5 @@
-"""`bench data check --dataset NAME [--data-root PATH]`: validate a layout and its label files."""
+"""`bench data check --dataset NAME [--data-root PATH] [--deep]`: validate a layout, every image
+and label file (header and end; every pixel with --deep) and the label values."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check = actions.add_parser("check", help="validate a dataset root and every label file")
     check.add_argument("--dataset", required=True, choices=REAL_DATASETS + SYNTH_DATASETS)
     check.add_argument("--data-root", "--root", dest="data_root", default=None)
+    check.add_argument("--deep", action="store_true",
+                       help="decode every image and label file completely (slower)")
     check.set_defaults(handler=run_check)
 
 
@@ -27,6 +30,22 @@ def run_check(args: argparse.Namespace) -> int:
     if problems:
         raise BenchError(f"the {source.name} layout at {source.root} is incomplete:\n  - "
                          + "\n  - ".join(problems))
+    from bench.data.integrity import bad_files
+
+    bad, checked = [], 0
+    how = "decoded completely" if args.deep else "headers and ends read"
+    for split in ("train", "val"):
+        samples = source.samples(split)
+        checked += 2 * len(samples)
+        for found in bad_files(samples, deep=args.deep):
+            print(f"  bad: {found}")
+            bad.append(found)
+    if bad:
+        raise BenchError(f"{len(bad)} problem(s) in the {checked} image and label files of "
+                         f"{source.name} at {source.root} (listed above); replace each file "
+                         "with a good copy")
+    print(f"{checked} image and label files readable ({how})"
+          + ("" if args.deep else "; --deep decodes every pixel"))
     index = source.index()
     names = CLASS_NAMES[source.kind]
     for split in ("train", "val"):

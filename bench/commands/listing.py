@@ -44,19 +44,26 @@ def protocol_lines(pattern: str = "*") -> list[str]:
 
 def method_lines(pattern: str = "*") -> list[str]:
     from methods import get_method, method_names
+    from methods.step0 import recipe_of
 
     names = method_names(pattern)
     if not names:
         raise BenchError(f"no method matches {pattern!r}; `bench list methods` shows them all")
     lines = []
+    indent = " " * 10
     for name in names:
         method = get_method(name)
         lines.append(f"{name:<10}{method.description}")
-        params = ", ".join(f"{k}={v}" for k, v in method.defaults.items()) or "none"
-        lines.append(f"{'':<10}hyperparameters: {params}; step 0: {method.step0_recipe}")
+        lines.append(f"{indent}step 0: recipe {method.step0} ({recipe_of(method).description}); "
+                     f"trainer recipe on real data: {method.recipe}")
+        if not method.defaults:
+            lines.append(f"{indent}hyperparameters: none")
+        for key, value in method.defaults.items():
+            source = method.sources.get(key)
+            lines.append(f"{indent}{key} = {value}" + (f"  [{source}]" if source else ""))
         for protocol_glob, values in method.per_protocol.items():
             changed = ", ".join(f"{k}={v}" for k, v in values.items())
-            lines.append(f"{'':<10}on {protocol_glob}: {changed}")
+            lines.append(f"{indent}on {protocol_glob}: {changed}")
     return lines
 
 

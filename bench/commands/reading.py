@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.commands import paths
+
 if TYPE_CHECKING:  # torch and pandas load only when a command reads runs
-    from bench.aggregate import RunCollection
+    from bench.report.aggregate import RunCollection
 
 
 def add_roots_arguments(parser: argparse.ArgumentParser, default_text: str) -> None:
@@ -21,13 +23,13 @@ def add_roots_arguments(parser: argparse.ArgumentParser, default_text: str) -> N
 
 def read_roots(roots: Sequence[str], skip_unreadable: bool) -> RunCollection:
     """Load every run; unreadable records stop the command unless skipping was asked for."""
-    from bench.aggregate import load_runs
+    from bench.report.aggregate import load_runs
 
     collection = load_runs(roots)
     if not skip_unreadable:
         collection.require_readable()
     for line in collection.notices():
-        print(f"note: {line}", file=sys.stderr)
+        print(line if line.startswith("warning:") else f"note: {line}", file=sys.stderr)
     complete = sum(run.complete for run in collection.runs)
     print(f"read {len(collection.runs)} run(s) from {', '.join(roots)}: {complete} complete, "
           f"{len(collection.runs) - complete} partial")
@@ -36,7 +38,6 @@ def read_roots(roots: Sequence[str], skip_unreadable: bool) -> RunCollection:
 
 def read_for_output(args: argparse.Namespace) -> tuple[RunCollection, Path]:
     """The runs of `args.roots` (default ./runs) and the created output folder `args.out`."""
+    paths.folder(args.out, f"--out {args.out}", "pass a folder for --out (created if missing)")
     collection = read_roots(args.roots or ["runs"], args.skip_unreadable)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    return collection, out
+    return collection, paths.output_folder(args.out, "--out")

@@ -26,7 +26,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['run']:<{width}}  step {row['done']} of {row['total']}  "
               f"job {row['job']}  {row['state']}")
         if row["error"]:
-            print(f"{'':<{width}}  error: {row['error']}")
+            label = "why" if row["state"] == "stale" else "error"
+            print(f"{'':<{width}}  {label}: {row['error']}")
+        if row.get("elapsed") is not None:
+            from bench.sweep.status import duration
+
+            left = row["left"]
+            print(f"{'':<{width}}  elapsed {duration(row['elapsed'])}, "
+                  + (f"about {duration(left)} left" if left is not None else
+                     "time left unknown until an epoch of a step >= 1 ends"))
         if row["log"] and row["state"] != "done":
             print(f"{'':<{width}}  log: {row['log']}")
     if content.get("skipped"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.common import add_data_arguments
 from bench.errors import BenchError
 
 
@@ -23,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="GPUs (= DDP tasks) per job")
     parser.add_argument("--time", default=None, help="time limit per job, as sbatch --time")
     parser.add_argument("--runs-root", default=None, help="where runs are stored (./runs)")
+    add_data_arguments(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the job graph and sbatch scripts; submit nothing")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -46,8 +48,9 @@ def launcher_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.commands.common import build_spec
     from bench.sweep import dryrun, manifest
-    from bench.sweep.plan import plan_runs, split_list
+    from bench.sweep.plan import plan_specs, split_list
     from bench.sweep.status import live_run_dirs
     from bench.sweep.submit import submit
 
@@ -56,17 +59,30 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise BenchError(f"--seeds {args.seeds!r} is not a comma-separated list of "
                          "integers") from None
-    overrides = list(args.overrides) + launcher_overrides(args)
-    plan = plan_runs(split_list(args.protocols, "protocols"), split_list(args.methods, "methods"),
-                     seeds, overrides, args.runs_root)
-    runs_root = plan.runs[0].config["runs_root"]
-    launcher = plan.runs[0].config["launcher"]
+    args.overrides = list(args.overrides) + launcher_overrides(args)
+    specs = [build_spec(args, protocol=protocol, method=method, seed=seed)
+             for protocol in split_list(args.protocols, "protocols")
+             for method in split_list(args.methods, "methods") for seed in seeds]
+    plan = plan_specs(specs)
+    runs_root = specs[0].execution.runs_root
+    launcher = dict(specs[0].execution.launcher)
     skip = live_run_dirs(manifest.all_manifests(runs_root))
     if args.dry_run:
         folder = Path(runs_root).resolve() / manifest.SWEEPS_DIR / "<sweep>" / "logs"
         print(dryrun.describe(plan, launcher, folder, skip))
+        if launcher["executor"] != "slurm":
+            return 0
+        from bench.sweep.executor import ask_slurm
+
+        answer = ask_slurm(launcher)
+        if answer.accepted:
+            print(f"Slurm accepts these jobs (sbatch --test-only: {answer.message})")
+            return 0
+        if answer.asked:
+            raise BenchError(f"Slurm refuses these jobs (sbatch --test-only): {answer.message}")
+        print(f"Slurm was not asked whether it accepts these jobs: {answer.message}")
         return 0
-    pending = [r for r in plan.pending() if r.run_dir not in skip]
+    pending = [r for r in plan.pending() if str(r.run_dir.path) not in skip]
     if not pending:
         print(f"nothing to submit: {len(plan.runs) - len(plan.pending())} run(s) done, "
               f"{len(plan.pending())} with a live job of an earlier sweep")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands import paths
 from bench.commands.reading import add_roots_arguments, read_roots
 
 DEFAULT_ROOTS = ("results/synthetic/runs", "runs")
@@ -26,16 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def default_roots() -> list[str]:
     """The default roots that exist and hold at least one run directory."""
-    from bench.aggregate import find_run_dirs
+    from bench.report.aggregate import has_runs
 
-    return [r for r in DEFAULT_ROOTS if Path(r).is_dir() and find_run_dirs(Path(r))]
+    return [r for r in DEFAULT_ROOTS if Path(r).is_dir() and has_runs(Path(r))]
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.paper_tables import paper_tables_markdown
-    from bench.published import DEFAULT_PATH, load_published
-    from bench.summary import CONVENTIONS, scores_table, seed_summary
+    from bench.report.paper_tables import paper_tables_markdown
+    from bench.report.published import DEFAULT_PATH, load_published
+    from bench.report.summary import CONVENTIONS, scores_table, seed_summary
 
+    out = paths.output_file(args.out, "--out")
     published = load_published(args.published or DEFAULT_PATH)
     roots = args.roots or default_roots()
     runs = []
@@ -46,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     summary = seed_summary(scores_table(runs, list(CONVENTIONS)))
     partial = sum(not run.complete for run in runs)
     text = paper_tables_markdown(published, summary, roots, partial)
-    out = Path(args.out)
     out.write_text(text)
     print(f"wrote {out} ({len(published)} published numbers)")
     return 0

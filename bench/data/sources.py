@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bench.data.layouts import LAYOUTS, Sample
 from bench.data.split_index import SplitIndex
@@ -87,3 +88,20 @@ def resolve_source(dataset: str | None = None, data_root: str | Path | None = No
             raise BenchError(f"the {dataset} layout at {data_root} is incomplete:\n  - "
                              + "\n  - ".join(problems))
     return source
+
+
+class DataNames(Protocol):
+    """What `source_of` needs of a run's data spec (bench.spec.DataSpec)."""
+
+    dataset: str
+    synth: tuple[tuple[str, int], ...]
+    root: str | None
+
+
+def source_of(data: DataNames) -> DataSource:
+    """The source of a resolved run's data: the embedded dataset (generated on first use) or the
+    real root (the spec's, else CSS_BENCH_<VOC|ADE>_ROOT)."""
+    kind = data.dataset.removeprefix("synth-")
+    if data.dataset in SYNTH_DATASETS:
+        return resolve_source(data.dataset, None, kind, synth_options=dict(data.synth))
+    return resolve_source(data.dataset, data.root, kind)

@@ -2,12 +2,18 @@
 
 Scanning label files is the expensive part, so it is done once per (dataset root, split): every
 label file is read in parallel into a presence matrix (files x labels, plus a last column for 255)
-and validated on the way. Per-step selections are then vectorised (`protocols.rules`) and written
-as plain split files (one image id per line) that a user can read, diff and reuse.
+and validated on the way; a hash of each decoded label map is kept with it. Per-step selections
+are then vectorised (`protocols.rules`) and written as plain split files (one image id per line)
+that a user can read, diff and reuse.
+
+`digest(protocol)` is the content digest of every split list a run uses: image names, the hash of
+each decoded label map and each image file's size. It is part of a run's identity: another copy
+of the same data gives the same digest, edited or regenerated data a new one.
 
 The cache lives next to the data (`<root>/.css-bench/`) or, when the root is read-only, under the
-user cache. Every cached file records the rules version and a fingerprint of the file list; a
-mismatch rebuilds it and says so, never silently.
+user cache. Every cached file records the rules version and a fingerprint of the file list
+(names, sizes and modification times of the label files); a mismatch rebuilds it and says so,
+never silently.
 """
 
 from __future__ import annotations
@@ -15,28 +21,33 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from bench.data.atomic import write_atomic, write_text_atomic
 from bench.data.images import label_histogram
 from bench.data.layouts import Sample
+from bench.store.atomic import write_atomic, write_text_atomic
 from protocols.protocol import Protocol
 from protocols.rules import RULES_VERSION, test_mask, train_mask
 
-PRESENCE_VERSION = 1
+PRESENCE_VERSION = 2  # 2: a hash of every decoded label map is kept with the presence matrix
 _CHUNK = 64
 
 
 def fingerprint(samples: list[Sample]) -> str:
-    """A hash of the file list (label names and sizes): a changed list invalidates the cache."""
+    """A hash of the file list (label names, sizes and modification times): any change to a
+    label file invalidates the cache."""
     digest = hashlib.sha256()
     for sample in samples:
-        size = sample.label.stat().st_size if sample.label.exists() else -1
-        digest.update(f"{sample.name}\t{sample.label.name}\t{size}\n".encode())
+        try:
+            stat = sample.label.stat()
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:
+            size, mtime = -1, -1
+        digest.update(f"{sample.name}\t{sample.label.name}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -55,17 +66,21 @@ def cache_dir_for(root: Path) -> Path:
         return base / "index" / key
 
 
-def _scan_chunk(paths: list[Path], num_labels: int) -> np.ndarray:
+def _scan_chunk(paths: list[Path], num_labels: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.zeros((len(paths), num_labels + 1), dtype=bool)
+    hashes = np.zeros(len(paths), dtype=np.int64)
     for row, path in enumerate(paths):
-        counts = label_histogram(path, num_labels)
+        counts, label = label_histogram(path, num_labels)
         rows[row, :num_labels] = counts[:num_labels] > 0
         rows[row, num_labels] = counts[255] > 0
-    return rows
+        content = hashlib.blake2b(f"{label.shape}".encode() + label.tobytes(), digest_size=8)
+        hashes[row] = int.from_bytes(content.digest(), "little", signed=True)
+    return rows, hashes
 
 
-def scan_presence(samples: list[Sample], num_labels: int, workers: int | None = None) -> np.ndarray:
-    """Read every label file (in parallel) into a boolean presence matrix."""
+def scan_presence(samples: list[Sample], num_labels: int,
+                  workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read every label file (in parallel): the boolean presence matrix and the label hashes."""
     paths = [s.label for s in samples]
     chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     workers = workers or os.cpu_count() or 1
@@ -75,8 +90,8 @@ def scan_presence(samples: list[Sample], num_labels: int, workers: int | None = 
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             parts = list(pool.map(_scan_chunk, chunks, [num_labels] * len(chunks)))
     if not parts:
-        return np.zeros((0, num_labels + 1), dtype=bool)
-    return np.concatenate(parts)
+        return np.zeros((0, num_labels + 1), dtype=bool), np.zeros(0, dtype=np.int64)
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 class SplitIndex:
@@ -92,7 +107,10 @@ class SplitIndex:
         self.log = log
         self.workers = workers
         self._presence: dict[str, tuple[list[Sample], np.ndarray, str]] = {}
+        self._hashes: dict[str, dict[str, int]] = {}
         self._selected: dict[tuple[str, int, str], list[Sample]] = {}
+        self._digests: dict[tuple[str, tuple[int, ...]], str] = {}
+        self._image_sizes: dict[Path, int] = {}
 
     def presence(self, split: str) -> tuple[list[Sample], np.ndarray, str]:
         """(samples, presence matrix, file-list fingerprint) of a split, scanning at most once."""
@@ -101,23 +119,32 @@ class SplitIndex:
         samples = self.samples_of(split)
         print_ = fingerprint(samples)
         path = self.cache_dir / f"presence-{split}.npz"
-        matrix = self._load_presence(path, print_, len(samples))
-        if matrix is None:
-            matrix = scan_presence(samples, self.num_labels, self.workers)
+        cached = self._load_presence(path, print_, len(samples))
+        if cached is None:
+            matrix, hashes = scan_presence(samples, self.num_labels, self.workers)
             buffer = io.BytesIO()
-            np.savez(buffer, presence=matrix, fingerprint=print_, version=PRESENCE_VERSION)
+            np.savez(buffer, presence=matrix, label_hashes=hashes, fingerprint=print_,
+                     version=PRESENCE_VERSION)
             write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        else:
+            matrix, hashes = cached
         self._presence[split] = (samples, matrix, print_)
+        self._hashes[split] = {s.name: int(h) for s, h in zip(samples, hashes, strict=True)}
         return self._presence[split]
 
-    def _load_presence(self, path: Path, print_: str, count: int) -> np.ndarray | None:
+    def _load_presence(self, path: Path, print_: str,
+                       count: int) -> tuple[np.ndarray, np.ndarray] | None:
         if not path.is_file():
             self.log(f"indexing {count} label files of {self.root} (once; cached in {path.parent})")
             return None
-        with np.load(path) as cached:
-            version, cached_print = int(cached["version"]), str(cached["fingerprint"])
-            if version == PRESENCE_VERSION and cached_print == print_:
-                return cached["presence"]
+        try:
+            with np.load(path) as cached:
+                version, cached_print = int(cached["version"]), str(cached["fingerprint"])
+                if version == PRESENCE_VERSION and cached_print == print_:
+                    return cached["presence"], cached["label_hashes"]
+        except (OSError, ValueError, KeyError) as error:
+            self.log(f"the label index {path} is unreadable ({error}); re-indexing")
+            return None
         self.log(f"the label index {path} was built for another file list or format "
                  f"(fingerprint {cached_print} v{version}, now {print_} v{PRESENCE_VERSION}); "
                  "re-indexing")
@@ -154,3 +181,30 @@ class SplitIndex:
         self.log(f"split file {path} was made with other rules or files ({found}; "
                  f"now {header[2:]}); rebuilding it")
         return None
+
+    def digest(self, protocol: Protocol, steps: Sequence[int] | None = None) -> str:
+        """The content digest of the split lists `protocol` uses at `steps` (default: all):
+        per step and split, each image's name, the hash of its decoded label map and the size
+        of its image file."""
+        chosen = tuple(range(protocol.num_steps) if steps is None else steps)
+        key = (protocol.name, chosen)
+        if key not in self._digests:
+            content = hashlib.sha256()
+            for step in chosen:
+                for split in ("train", "val"):
+                    self.presence(split)
+                    hashes = self._hashes[split]
+                    content.update(f"step {step} {split}\n".encode())
+                    for sample in self.select(protocol, step, split):
+                        content.update(f"{sample.name}\t{hashes[sample.name]}\t"
+                                       f"{self._image_size(sample.image)}\n".encode())
+            self._digests[key] = content.hexdigest()[:16]
+        return self._digests[key]
+
+    def _image_size(self, path: Path) -> int:
+        if path not in self._image_sizes:
+            try:
+                self._image_sizes[path] = path.stat().st_size
+            except OSError:
+                self._image_sizes[path] = -1
+        return self._image_sizes[path]

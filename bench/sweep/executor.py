@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,28 @@ def make_executor(launcher: dict[str, Any], folder: Path) -> submitit.AutoExecut
     return executor
 
 
-def check_slurm(launcher: dict[str, Any]) -> None:
-    """Fail with Slurm's own words if it would refuse these jobs (nothing is submitted)."""
-    if shutil.which("sbatch") is None:
-        raise BenchError("sbatch is not on PATH: this machine has no Slurm client; install "
-                         "Slurm's client tools or use --executor local")
+# sbatch's words when it could not reach a controller (as opposed to refusing the jobs)
+_UNREACHABLE = ("unable to contact slurm controller", "could not establish a configuration",
+                "fetch_config", "connection refused", "socket timed out", "zero bytes were",
+                "unable to establish", "no such file or directory", "slurm_conf",
+                "communication connection failure", "invalid user for slurmuser")
+
+
+@dataclass(frozen=True)
+class SlurmAnswer:
+    """What `sbatch --test-only` said: accepted, refused (Slurm's words), or not asked (why)."""
+
+    accepted: bool
+    asked: bool
+    message: str
+
+
+def ask_slurm(launcher: dict[str, Any]) -> SlurmAnswer:
+    """Ask Slurm (`sbatch --test-only`, nothing is submitted) whether it accepts these jobs."""
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
+        return SlurmAnswer(False, False, f"{' and '.join(missing)} not on PATH: this machine "
+                                         "has no Slurm client")
     command = ["sbatch", "--test-only", f"--time={launcher['time']}",
                f"--ntasks-per-node={tasks_per_job(launcher)}",
                f"--cpus-per-task={int(launcher.get('cpus_per_task') or 1)}"]
@@ -78,14 +96,29 @@ def check_slurm(launcher: dict[str, Any]) -> None:
         result = subprocess.run([*command, "--wrap", "true"], capture_output=True, text=True,
                                 timeout=90)
     except subprocess.TimeoutExpired:
-        raise BenchError("Slurm did not answer `sbatch --test-only` within 90 s; is the "
-                         "controller up (scontrol ping) and SLURM_CONF right?") from None
-    if result.returncode != 0:
-        message = " ".join(line.strip() for line in result.stderr.strip().splitlines()
-                           if line.strip()) or f"exit status {result.returncode}"
-        raise BenchError(f"Slurm refuses these jobs: {message}")
-    minutes(launcher["time"])
+        return SlurmAnswer(False, False, "Slurm did not answer `sbatch --test-only` within 90 s; "
+                                         "is the controller up (scontrol ping) and SLURM_CONF "
+                                         "right?")
+    except OSError as error:
+        return SlurmAnswer(False, False, f"sbatch could not be run ({error.strerror})")
+    message = " ".join(line.strip() for line in result.stderr.strip().splitlines()
+                       if line.strip()) or f"exit status {result.returncode}"
+    if result.returncode == 0:
+        return SlurmAnswer(True, True, message)
+    if any(words in message.lower() for words in _UNREACHABLE):
+        return SlurmAnswer(False, False, f"no Slurm controller could be reached ({message}); "
+                                         "is it up (scontrol ping) and SLURM_CONF right?")
+    return SlurmAnswer(False, True, message)
 
 
-def submitted_id(job: submitit.Job) -> str:
-    return str(job.job_id)
+def check_slurm(launcher: dict[str, Any]) -> None:
+    """Fail with Slurm's own words if it would refuse these jobs, or could not be asked
+    (nothing is submitted)."""
+    answer = ask_slurm(launcher)
+    if answer.accepted:
+        minutes(launcher["time"])  # after Slurm: its own words for a time it refuses
+        return
+    if answer.asked:
+        raise BenchError(f"Slurm refuses these jobs: {answer.message}")
+    raise BenchError(f"cannot submit to Slurm: {answer.message}; nothing was submitted (use "
+                     "--executor local to run on this machine)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.store import write_json
+from bench.store.files import write_json
 
 SWEEPS_DIR = "_sweeps"
 

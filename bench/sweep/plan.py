@@ -1,35 +1,37 @@
 """What a sweep must run: the unique step-0 jobs and the per-run jobs, minus what is done.
 
-Runs that train the same step 0 (same Step0Cache key: e.g. voc-15-1 and voc-15-5 with the same
-seed and recipe) share one step-0 job; every run then depends on the step-0 job it needs.
+Runs that train the same step 0 (same step-0 cache key: e.g. voc-15-1 and voc-15-5 with the same
+seed and recipe) share one step-0 job; every run then depends on the step-0 job it needs. Keys
+and run directories come from the resolved specs alone: no Runner is built to plan.
 """
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-from bench.commands.common import build_config
 from bench.errors import BenchError
+from bench.spec import RunSpec
+from bench.store.runs import RunDir, RunStore
+from bench.store.step0_cache import Step0Cache, step0_key
 
 
 @dataclass
 class PlannedRun:
-    protocol: str
-    method: str
-    seed: int
-    config: dict[str, Any]
-    config_hash: str
-    run_dir: str
-    num_steps: int
+    spec: RunSpec
+    run_dir: RunDir
     done_steps: int
     step0_key: str
     step0_done: bool
 
     @property
     def label(self) -> str:
-        return f"{self.protocol}/{self.method}/seed{self.seed}"
+        return self.spec.label
+
+    @property
+    def num_steps(self) -> int:
+        return self.spec.num_steps
 
     @property
     def finished(self) -> bool:
@@ -39,7 +41,7 @@ class PlannedRun:
 @dataclass
 class Step0Job:
     key: str
-    config: dict[str, Any]  # the config of the first run needing it (it trains step 0 only)
+    spec: RunSpec  # the spec of the first run needing it (it trains step 0 only)
     runs: list[PlannedRun] = field(default_factory=list)
 
 
@@ -59,36 +61,21 @@ def split_list(text: str, what: str) -> list[str]:
     return items
 
 
-def plan_runs(protocols: list[str], methods: list[str], seeds: list[int], overrides: list[str],
-              runs_root: str | None) -> Plan:
-    """Resolve every (protocol, method, seed) config and look its progress up in the store."""
-    from bench.runner import Runner  # torch and data only once the arguments are valid
+def plan_specs(specs: Sequence[RunSpec]) -> Plan:
+    """Look every spec's progress up in its store and group the missing step 0s."""
+    from bench.data.sources import source_of
+    from bench.engine.runner import step0_parts  # torch only once the arguments are valid
 
     runs: list[PlannedRun] = []
     step0: dict[str, Step0Job] = {}
-    for protocol in protocols:
-        for method in methods:
-            for seed in seeds:
-                args = argparse.Namespace(protocol=protocol, method=method, seed=seed,
-                                          data_root=None, dataset=None, runs_root=runs_root,
-                                          quiet=True, overrides=list(overrides))
-                config, _ = build_config(args)
-                runner = Runner(config, log=lambda _: None)
-                key = _step0_key(runner)
-                store = runner.store
-                run = PlannedRun(
-                    protocol=runner.requested.name, method=runner.method.name, seed=seed,
-                    config=config, config_hash=runner.hash, run_dir=str(store.run_dir),
-                    num_steps=runner.protocol.num_steps,
-                    done_steps=sum(store.is_done(s) for s in range(runner.protocol.num_steps)),
-                    step0_key=key, step0_done=runner.step0_cache.is_done(key))
-                runs.append(run)
-                if not run.finished and not run.step0_done and not store.is_done(0):
-                    step0.setdefault(key, Step0Job(key, config)).runs.append(run)
+    for spec in specs:
+        root = spec.execution.runs_root
+        run_dir = RunStore(Path(root).resolve()).run(spec.protocol.name, spec.method,
+                                                     spec.seed, spec.run_hash)
+        key = step0_key(step0_parts(spec, source_of(spec.data).index(log=lambda _: None)))
+        run = PlannedRun(spec, run_dir, len(run_dir.done_steps(spec.num_steps)), key,
+                         Step0Cache(root).is_done(key))
+        runs.append(run)
+        if not run.finished and not run.step0_done and not run_dir.is_done(0):
+            step0.setdefault(key, Step0Job(key, spec)).runs.append(run)
     return Plan(runs, list(step0.values()))
-
-
-def _step0_key(runner: Any) -> str:
-    from bench.step0_cache import step0_key
-
-    return step0_key(runner.step0_parts())

@@ -28,10 +28,12 @@ from bench.sweep.plan import Plan, PlannedRun
 
 
 def _run_entry(run: PlannedRun, job_id: str | None, step0_job: str | None) -> dict[str, Any]:
-    return {"protocol": run.protocol, "method": run.method, "seed": run.seed,
-            "config_hash": run.config_hash, "run_dir": run.run_dir, "num_steps": run.num_steps,
+    spec = run.spec
+    return {"protocol": spec.protocol.name, "method": spec.method, "seed": spec.seed,
+            "run_hash": spec.run_hash, "runs_root": str(run.run_dir.runs_root.resolve()),
+            "run_dir": str(run.run_dir.path), "num_steps": run.num_steps,
             "step0_key": run.step0_key, "job_id": job_id, "step0_job_id": step0_job,
-            "config": run.config}
+            "spec": spec.to_dict()}
 
 
 def _array(executor: submitit.AutoExecutor, jobs: list[RunJob],
@@ -63,15 +65,16 @@ def submit(plan: Plan, launcher: dict[str, Any], runs_root: str, skip: set[str],
     name = name or manifest.new_name()
     folder = Path(runs_root).resolve() / manifest.SWEEPS_DIR / name / "logs"
     executor = make_executor(launcher, folder)
-    todo = [run for run in plan.pending() if run.run_dir not in skip]
-    wanted = {run.run_dir for run in todo}
-    step0_jobs = [job for job in plan.step0_jobs if any(r.run_dir in wanted for r in job.runs)]
+    todo = [run for run in plan.pending() if str(run.run_dir.path) not in skip]
+    wanted = {run.run_dir.path for run in todo}
+    step0_jobs = [job for job in plan.step0_jobs
+                  if any(r.run_dir.path in wanted for r in job.runs)]
     submitted: list[str] = []
     handles: list[submitit.Job] = []
     runs: list[dict[str, Any]] = []
     phase_a: list[dict[str, Any]] = []
     try:
-        a_jobs = (_array(executor, [RunJob(j.config, [0]) for j in step0_jobs], None, slurm)
+        a_jobs = (_array(executor, [RunJob(j.spec, [0]) for j in step0_jobs], None, slurm)
                   if step0_jobs else [])
         handles += a_jobs
         a_ids = [str(job.job_id) for job in a_jobs]
@@ -79,13 +82,14 @@ def submit(plan: Plan, launcher: dict[str, Any], runs_root: str, skip: set[str],
         by_key = {job.key: job_id for job, job_id in zip(step0_jobs, a_ids, strict=True)}
         for job, job_id in zip(step0_jobs, a_ids, strict=True):
             phase_a.append({"key": job.key, "job_id": job_id,
-                            "runs": [r.run_dir for r in job.runs if r.run_dir in wanted]})
+                            "runs": [str(r.run_dir.path) for r in job.runs
+                                     if r.run_dir.path in wanted]})
         groups: dict[str | None, list[PlannedRun]] = {}
         for run in todo:
             groups.setdefault(by_key.get(run.step0_key), []).append(run)
         for step0_id, group in groups.items():
             dependency = f"afterok:{step0_id}" if step0_id and slurm else None
-            b_jobs = _array(executor, [RunJob(r.config) for r in group], dependency, slurm)
+            b_jobs = _array(executor, [RunJob(r.spec) for r in group], dependency, slurm)
             handles += b_jobs
             ids = [str(job.job_id) for job in b_jobs]
             submitted += ids
@@ -100,7 +104,8 @@ def submit(plan: Plan, launcher: dict[str, Any], runs_root: str, skip: set[str],
     content = {
         "name": name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "executor": executor_name,
         "folder": str(folder), "launcher": launcher, "step0_jobs": phase_a, "runs": runs,
-        "skipped": sorted(run.run_dir for run in plan.runs if run.run_dir not in wanted),
+        "skipped": sorted(str(run.run_dir.path) for run in plan.runs
+                          if run.run_dir.path not in wanted),
     }
     path = manifest.write(runs_root, content)
     if executor_name == "debug":  # in-process by design: the jobs run now, in order

@@ -19,7 +19,7 @@ from protocols.protocol import MODES
 
 COLUMNS = ["source", "dataset", "setting", "mode", "method", "step", "column", "value",
            "convention", "notes"]
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "results" / "published" / "published.csv"
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "results" / "published" / "published.csv"
 VALUE_COLUMNS = ("old", "new", "all")
 CONVENTIONS = ("sdr", "mib")
 

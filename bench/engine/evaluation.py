@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.data.transforms import normalize
+from bench.engine.compute import autocast as bf16_autocast
 from bench.metrics import ConfusionMatrix
 
 
@@ -17,7 +18,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_cha
     """Predict the argmax over the `num_channels` seen channels; 255 labels are not counted."""
     model.eval()
     matrix = ConfusionMatrix(num_channels, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    autocast = bf16_autocast(device, bf16)
     for images, labels in batches:
         images = normalize(images.to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bench import distributed
+from bench.engine import distributed
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
@@ -64,3 +64,13 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         for name, child in module.named_children():
             setattr(module, name, cls.convert(child))
         return module
+
+
+def for_ranks(model: nn.Module, device: torch.device) -> nn.Module:
+    """BatchNorm over the global batch when data-parallel: torch's SyncBatchNorm on CUDA, this
+    module's GlobalBatchNorm2d elsewhere; the model unchanged on one process."""
+    if not distributed.initialised():
+        return model
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return GlobalBatchNorm2d.convert(model)

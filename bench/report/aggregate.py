@@ -4,25 +4,24 @@ The aggregator reads records, never logs, and trusts nothing it cannot check:
 
 - a run is complete only when its last step has a `done` marker; otherwise it is *partial*, and
   every row says so, so that a summary never averages a half-finished run with finished ones;
-- a record it cannot read (broken JSON, a newer format, no per-class information) is collected
-  with its path and the reason, never skipped silently; the caller decides whether that is fatal;
-- runs are identified by what their records claim (protocol, method, seed, config hash). Two runs
-  of the same (protocol, method, seed) with different config hashes stay two runs, and the
-  config hash without the seed (`setup_hash`) groups seeds of one configuration;
+- a run whose stored spec resolves differently with today's code (a method default, a recipe
+  or the spec format changed since it ran) is *stale*: listed apart, never averaged with
+  current runs (see bench.spec.stale_reason);
+- a record it cannot read (broken JSON, a newer format, no confusion matrix) is collected with its
+  path and the reason, never skipped silently; the caller decides whether that is fatal;
+- runs are identified by what their records claim (protocol, method, seed, run hash); the setup
+  hash (the identity without the seed) groups the seeds of one configuration;
 - the same run found under two runs roots (a run directory and its export to `results/`) is read
   once, the complete copy preferred, and reported.
 
 Per-class IoU comes from the confusion matrix (`bench.metrics.per_class_iou`), so both metric
-conventions and any grouping can be derived later; records without a matrix (older layouts) fall
-back to their stored `scores.per_class` (see `bench.record_reading`).
+conventions and any grouping can be derived later.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +30,15 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench.config import config_hash
 from bench.errors import BenchError
-from bench.record_reading import RecordError, data_origin, parse_record
+from bench.spec import stale_reason
+from bench.store.record_reading import RecordError, data_origin, parse_record
+from bench.store.runs import RunDir, RunStore
 from protocols.classes import CLASS_NAMES
 
-_RUN_DIR = re.compile(r"^seed(?P<seed>-?\d+)-(?P<hash>[0-9a-zA-Z]+)$")
-_STEP_DIR = re.compile(r"^step(?P<step>\d+)$")
-
 LONG_COLUMNS = [
-    "data", "data_kind", "protocol", "dataset", "setting", "mode", "method", "recipe", "seed",
-    "config_hash", "setup_hash", "status", "step", "eval_step", "num_steps", "step_done",
+    "data", "data_kind", "protocol", "dataset", "setting", "mode", "method", "variant", "recipe",
+    "seed", "run_hash", "setup_hash", "status", "step", "eval_step", "num_steps", "step_done",
     "class", "class_name", "channel", "added_at_step", "iou", "record_format", "run",
 ]  # fmt: skip
 
@@ -66,25 +63,32 @@ class StepRecord:
     eval_step: int
     done: bool
     iou: torch.Tensor  # per model channel (= position in class_order), fraction, NaN: no GT
-    matrix: torch.Tensor | None
-    record_format: int | None
+    matrix: torch.Tensor
+    record_format: int
+    timings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    step0_cache: dict[str, Any] | None = None
+    cost: dict[str, Any] | None = None  # what the step cost (None: recorded before costs)
+    loss_history: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
 class Run:
-    """One run directory: (protocol, method, seed, config hash) and its step records."""
+    """One run directory: (protocol, method, seed, run hash) and its step records."""
 
     root: str
     run_dir: Path
     protocol: dict[str, Any]
     method: str
     seed: int
-    config_hash: str
+    run_hash: str
     setup_hash: str
     recipe: str
+    params: dict[str, Any]
     data: str
     data_kind: str  # "real", "synthetic" or "unknown" (never shown as real data)
     num_steps: int  # steps the run itself stores (1 for joint)
+    stale: str | None = None  # why the run's spec no longer resolves the same, if it does not
     steps: list[StepRecord] = field(default_factory=list)
     class_names: dict[str, str] = field(default_factory=dict)
 
@@ -94,15 +98,27 @@ class Run:
 
     @property
     def status(self) -> str:
+        if self.stale:
+            return "stale"
         return "complete" if self.complete else "partial"
 
     @property
+    def variant(self) -> str:
+        """The method's `variant` hyperparameter, where it has one ("" otherwise)."""
+        return str(self.params.get("variant", ""))
+
+    @property
+    def torch_versions(self) -> set[str]:
+        """The torch releases its steps were computed with (records name them)."""
+        return {str(s.versions.get("torch")) for s in self.steps if s.versions.get("torch")}
+
+    @property
     def key(self) -> tuple[str, str, int, str]:
-        return (self.protocol["name"], self.method, self.seed, self.config_hash)
+        return (self.protocol["name"], self.method, self.seed, self.run_hash)
 
     @property
     def name(self) -> str:
-        return f"{self.protocol['name']}/{self.method}/seed{self.seed}-{self.config_hash}"
+        return f"{self.protocol['name']}/{self.method}/seed{self.seed}-{self.run_hash}"
 
 
 @dataclass
@@ -125,72 +141,52 @@ class RunCollection:
                 "still listed)")
 
     def notices(self) -> list[str]:
-        """Lines for the user: what was skipped, merged or not yet started, and why."""
+        """Lines for the user: what was skipped, merged, stale or not yet started, and why."""
         lines = [f"unreadable record skipped: {u}" for u in self.unreadable]
         lines += [f"duplicate copy read once: {d}" for d in self.duplicate_copies]
         lines += [f"run without any finished step (partial, nothing to show): {p}"
                   for p in self.empty_runs]
+        lines += [f"stale run, listed apart (today's resolution differs: {run.stale}): "
+                  f"{run.run_dir}" for run in self.runs if run.stale]
         configs: dict[tuple[str, str, int], list[str]] = {}
         for run in self.runs:
             configs.setdefault((run.protocol["name"], run.method, run.seed), []).append(
-                run.config_hash)
+                run.run_hash)
         for (protocol, method, seed), hashes in sorted(configs.items()):
             if len(hashes) > 1:
                 lines.append(f"{protocol} / {method} / seed {seed} has {len(hashes)} "
                              f"configurations ({', '.join(sorted(hashes))}): shown separately, "
                              "never averaged together")
-        return lines
+        return lines + self.mixed_versions()
 
-
-# ----- discovery ------------------------------------------------------------------------------
-
-
-def find_run_dirs(root: Path) -> list[Path]:
-    """Run directories (`seed<k>-<hash>`) anywhere under `root`, skipping shared step-0 caches.
-
-    Searching recursively lets a root hold several stores (e.g. `runs/` with `runs/embedded/`).
-    """
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
-        here = Path(dirpath)
-        if _RUN_DIR.match(here.name) and (
-                "config.json" in filenames or any(_STEP_DIR.match(d) for d in dirnames)):
-            found.append(here)
-            dirnames[:] = []
-    return found
-
-
-def step_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    steps = []
-    for child in run_dir.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and child.is_dir():
-            steps.append((int(match["step"]), child))
-    return sorted(steps)
-
-
-def setup_hash(config: dict[str, Any] | None, fallback: str) -> str:
-    """The config hash without the seed: the identity shared by the seeds of one setup."""
-    if config is None:
-        return f"run-{fallback}"  # nothing to compare: the run stands alone
-    return config_hash({**config, "seed": None})
+    def mixed_versions(self) -> list[str]:
+        """One warning per table cell (data, protocol, method, configuration) whose runs were
+        computed with different torch releases: their spread then holds rounding differences
+        between releases too (install with constraints.txt to reproduce committed runs)."""
+        cells: dict[tuple[str, str, str, str], set[str]] = {}
+        for run in self.runs:
+            key = (run.data, run.protocol["name"], run.method, run.setup_hash)
+            cells.setdefault(key, set()).update(run.torch_versions)
+        return [f"warning: {protocol} / {method} (config {setup}) on {data} mixes runs of torch "
+                f"{', '.join(sorted(versions))}: its spread holds rounding differences between "
+                "releases too"
+                for (data, protocol, method, setup), versions in sorted(cells.items())
+                if len(versions) > 1]
 
 
 # ----- a run, a collection --------------------------------------------------------------------
 
 
-def read_run(root: str, run_dir: Path, unreadable: list[Unreadable]) -> Run | None:
+def read_run(root: str, run_dir: RunDir, unreadable: list[Unreadable]) -> Run | None:
     """The run stored in `run_dir`, or None when no step record is readable yet."""
     parsed: list[tuple[dict[str, Any], Path, bool]] = []
-    for _, directory in step_dirs(run_dir):
-        path = directory / "record.json"
-        if not path.is_file():
+    for files in run_dir.step_files():
+        if not files.has_record:
             continue  # a step still training: not a record yet
+        path = files.record_path
         try:
-            raw = json.loads(path.read_text())
-            fields = parse_record(raw)
-        except (OSError, json.JSONDecodeError) as error:
+            fields = parse_record(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
             unreadable.append(Unreadable(path, f"not readable JSON ({error})"))
             continue
         except RecordError as error:
@@ -201,41 +197,41 @@ def read_run(root: str, run_dir: Path, unreadable: list[Unreadable]) -> Run | No
             unreadable.append(Unreadable(path, f"malformed record ({type(error).__name__}: "
                                                f"{error})"))
             continue
-        parsed.append((fields, path, (directory / "done").is_file()))
+        parsed.append((fields, path, files.done))
     if not parsed:
         return None
     first = parsed[0][0]
-    match = _RUN_DIR.match(run_dir.name)
     kept: list[tuple[dict[str, Any], Path, bool]] = []
     for fields, path, done in parsed:
         claims = (fields["protocol"]["name"], fields["method"], fields["seed"],
-                  fields["config_hash"])
+                  fields["run_hash"])
         expected = (first["protocol"]["name"], first["method"], first["seed"],
-                    first["config_hash"])
+                    first["run_hash"])
         if claims != expected:
             unreadable.append(Unreadable(path, f"claims run {claims}, but the run's other "
                                                f"records claim {expected}"))
             continue
-        if match and (str(fields["seed"]) != match["seed"]
-                      or fields["config_hash"] not in (match["hash"], "unknown")):
-            unreadable.append(Unreadable(path, f"claims seed {fields['seed']} / config "
-                                               f"{fields['config_hash']} but lives in "
-                                               f"{run_dir.name}"))
+        if fields["seed"] != run_dir.seed or fields["run_hash"] != run_dir.run_hash:
+            unreadable.append(Unreadable(path, f"claims seed {fields['seed']} / run "
+                                               f"{fields['run_hash']} but lives in "
+                                               f"{run_dir.path.name}"))
             continue
         kept.append((fields, path, done))
     if not kept:
         return None
     data, kind = data_origin(first["data"])
-    config = first["config"]
-    recipe = str(((config or {}).get("trainer") or {}).get("name") or "unknown")
-    run = Run(root=root, run_dir=run_dir, protocol=first["protocol"], method=first["method"],
-              seed=first["seed"], config_hash=first["config_hash"],
-              setup_hash=setup_hash(config, first["config_hash"]), recipe=recipe, data=data,
-              data_kind=kind, num_steps=max(f["num_steps"] for f, _, _ in kept))
+    run = Run(root=root, run_dir=run_dir.path, protocol=first["protocol"],
+              method=first["method"], seed=first["seed"], run_hash=first["run_hash"],
+              setup_hash=first["setup_hash"], recipe=first["recipe"], params=first["params"],
+              data=data, data_kind=kind, num_steps=max(f["num_steps"] for f, _, _ in kept),
+              stale=stale_reason(first["spec"]))
     for fields, path, done in kept:
-        run.steps.append(StepRecord(path=path, step=fields["step"], eval_step=fields["eval_step"],
-                                    done=done, iou=fields["iou"], matrix=fields["matrix"],
-                                    record_format=fields["format"]))
+        run.steps.append(StepRecord(
+            path=path, step=fields["step"], eval_step=fields["eval_step"], done=done,
+            iou=fields["iou"], matrix=fields["matrix"], record_format=fields["format"],
+            timings=fields["timings"], versions=fields["versions"],
+            step0_cache=fields["step0_cache"], cost=fields["cost"],
+            loss_history=fields["loss_history"]))
     run.class_names = {**{str(i): n for i, n in enumerate(CLASS_NAMES.get(
         run.protocol.get("dataset", ""), ()))}, **first["class_names"]}
     return run
@@ -252,7 +248,7 @@ def load_runs(roots: Sequence[str | Path]) -> RunCollection:
         if not root_path.is_dir():
             raise BenchError(f"runs root {root} does not exist (expected a directory written by "
                              "`bench run --runs-root`)")
-        run_dirs = find_run_dirs(root_path)
+        run_dirs = RunStore(root_path).runs()
         found_any = False
         for run_dir in run_dirs:
             before = len(unreadable)
@@ -260,7 +256,7 @@ def load_runs(roots: Sequence[str | Path]) -> RunCollection:
             found_any = found_any or run is not None or len(unreadable) > before
             if run is None:
                 if len(unreadable) == before:
-                    empty.append(run_dir)
+                    empty.append(run_dir.path)
                 continue
             earlier = runs.get(run.key)
             if earlier is None:
@@ -274,13 +270,17 @@ def load_runs(roots: Sequence[str | Path]) -> RunCollection:
         if not found_any:
             raise BenchError(
                 f"no run records under {root}: expected <root>/<protocol>/<method>/"
-                "seed<k>-<config hash>/step<t>/record.json, as written by `bench run "
+                "seed<k>-<run hash>/step<t>/record.json, as written by `bench run "
                 f"--runs-root {root}`" + (f" ({len(run_dirs)} run directories without a "
                                           "finished step)" if run_dirs else ""))
     ordered = sorted(runs.values(), key=lambda r: (r.data_kind, r.data, r.protocol["name"],
                                                    r.method, r.recipe, r.setup_hash, r.seed))
     return RunCollection(roots=[str(r) for r in roots], runs=ordered, unreadable=unreadable,
                          duplicate_copies=duplicates, empty_runs=empty)
+
+
+def has_runs(root: Path) -> bool:
+    return bool(RunStore(root).runs())
 
 
 # ----- the long table -------------------------------------------------------------------------
@@ -309,8 +309,9 @@ def long_table(runs: Sequence[Run]) -> pd.DataFrame:
                     "dataset": protocol.get("dataset", "unknown"),
                     "setting": protocol.get("setting", "unknown"),
                     "mode": protocol.get("mode", "unknown"), "method": run.method,
-                    "recipe": run.recipe, "seed": run.seed, "config_hash": run.config_hash,
-                    "setup_hash": run.setup_hash, "status": run.status, "step": record.step,
+                    "variant": run.variant, "recipe": run.recipe, "seed": run.seed,
+                    "run_hash": run.run_hash, "setup_hash": run.setup_hash,
+                    "status": run.status, "step": record.step,
                     "eval_step": record.eval_step, "num_steps": run.num_steps,
                     "step_done": record.done, "class": label,
                     "class_name": run.class_names.get(str(label), str(label)),

@@ -24,15 +24,18 @@ from typing import Any
 
 import pandas as pd
 
-from bench.aggregate import Run, StepRecord
-from bench.formats import (
+from bench.metrics import harmonic_iou, mean_iou, step_scores
+from bench.report.aggregate import Run, StepRecord
+from bench.report.cost import hours, step_device_hours, total_note
+from bench.report.formats import (
     latex_table,
     markdown_table,
     mean_std,
     method_key,
+    method_label,
     method_name,
 )
-from bench.metrics import harmonic_iou, mean_iou, step_scores
+from bench.report.statistics import interval
 from protocols.protocol import format_ranges
 
 CONVENTIONS: dict[str, bool] = {"sdr": True, "mib": False}  # -> background_in_old_all
@@ -41,8 +44,9 @@ CONVENTION_TEXT = {
     "mib": "foreground only, background left out of old and all (MiB paper's convention)",
 }
 METRICS = ("old", "new", "all", "hiou", "step_old", "step_new")
-SETUP_KEYS = ["data_kind", "data", "protocol", "dataset", "setting", "mode", "method", "recipe",
-              "setup_hash", "status"]
+SUMMARY_STATISTICS = ("mean", "std", "n", "ci_low", "ci_high")
+SETUP_KEYS = ["data_kind", "data", "protocol", "dataset", "setting", "mode", "method", "variant",
+              "recipe", "setup_hash", "status"]
 DATA_KIND_ORDER = {"real": 0, "synthetic": 1, "unknown": 2}
 
 
@@ -111,7 +115,9 @@ def scores_table(runs: Sequence[Run], conventions: Sequence[str]) -> pd.DataFram
     rows = []
     for convention in conventions:
         for run in runs:
+            spent = 0.0  # device-hours to reach the step: its step 0 (whoever paid) and after
             for record in sorted(run.steps, key=lambda s: s.step):
+                spent += step_device_hours(record)
                 old_classes, new_classes = _class_ranges(run.protocol, record.eval_step,
                                                          convention)
                 rows.append({
@@ -120,38 +126,46 @@ def scores_table(runs: Sequence[Run], conventions: Sequence[str]) -> pd.DataFram
                     "dataset": run.protocol.get("dataset", "unknown"),
                     "setting": run.protocol.get("setting", "unknown"),
                     "mode": run.protocol.get("mode", "unknown"), "method": run.method,
-                    "recipe": run.recipe, "setup_hash": run.setup_hash, "status": run.status,
-                    "seed": run.seed, "config_hash": run.config_hash,
+                    "variant": run.variant, "recipe": run.recipe,
+                    "setup_hash": run.setup_hash, "status": run.status,
+                    "seed": run.seed, "run_hash": run.run_hash,
                     "protocol_steps": len(run.protocol["step_sizes"]), "step": record.eval_step,
                     "stored_step": record.step, "step_done": record.done,
                     "old_classes": old_classes, "new_classes": new_classes,
                     **step_metrics(record, run.protocol, convention),
+                    "device_hours": spent,
                 })
-    columns = ["convention", *SETUP_KEYS[:-1], "status", "seed", "config_hash",
+    columns = ["convention", *SETUP_KEYS[:-1], "status", "seed", "run_hash",
                "protocol_steps", "step",
-               "stored_step", "step_done", "old_classes", "new_classes", *METRICS]
+               "stored_step", "step_done", "old_classes", "new_classes", *METRICS,
+               "device_hours"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def seed_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample standard deviation (ddof 1) and number of seeds per setup and step."""
+    """Mean, sample standard deviation (ddof 1), number of seeds and the 95 % Student-t interval
+    of the mean per setup and step."""
     keys = ["convention", *SETUP_KEYS, "step"]
     rows = []
     for group, frame in scores.groupby(keys, sort=True, dropna=False):
         row = dict(zip(keys, group, strict=True))
         row["n"] = int(frame["seed"].nunique())
         row["seeds"] = ",".join(str(s) for s in sorted(frame["seed"].unique()))
-        row["config_hashes"] = ",".join(sorted(frame["config_hash"].unique()))
+        row["run_hashes"] = ",".join(sorted(frame["run_hash"].unique()))
         row["old_classes"] = frame["old_classes"].iloc[0]
         row["new_classes"] = frame["new_classes"].iloc[0]
         for metric in METRICS:
-            values = frame[metric].dropna()
-            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-            row[f"{metric}_n"] = int(len(values))
+            summary = interval(frame[metric].tolist())
+            row[f"{metric}_mean"], row[f"{metric}_std"] = summary.mean, summary.std
+            row[f"{metric}_n"] = summary.n
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = summary.low, summary.high
+        spent = frame["device_hours"]  # known for every seed, or not shown
+        row["device_hours_mean"] = (float(spent.mean()) if len(spent) and spent.notna().all()
+                                    else math.nan)
         rows.append(row)
-    columns = [*keys, "n", "seeds", "config_hashes", "old_classes", "new_classes",
-               *[f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n")]]
+    columns = [*keys, "n", "seeds", "run_hashes", "old_classes", "new_classes",
+               *[f"{m}_{s}" for m in METRICS for s in SUMMARY_STATISTICS],
+               "device_hours_mean"]
     summary = pd.DataFrame(rows, columns=columns)
     variants = summary.groupby(["convention", "data_kind", "data", "protocol", "method",
                                 "status"])["setup_hash"].transform("nunique")
@@ -172,17 +186,28 @@ def _section_rows(frame: pd.DataFrame) -> list[list[str]]:
         ["_m", "recipe", "setup_hash", "step"], kind="stable")
     rows = []
     for _, row in ordered.iterrows():
-        cells = [method_name(row["method"]), row["recipe"], row["setup_hash"], str(row["step"])]
+        cells = [method_label(row["method"], row["variant"]), row["recipe"], row["setup_hash"],
+                 str(row["step"])]
         for metric in ("old", "new", "all", "hiou"):
             cells.append(mean_std(row[f"{metric}_mean"], row[f"{metric}_std"],
-                                  row[f"{metric}_n"]))
-        cells += [str(row["n"]), row["seeds"]]
+                                  row[f"{metric}_n"], interval=(row[f"{metric}_ci_low"],
+                                                                row[f"{metric}_ci_high"])))
+        cells += [hours(row["device_hours_mean"]), str(row["n"]), row["seeds"]]
         rows.append(cells)
     return rows
 
 
-HEADERS = ["method", "recipe", "config", "step", "old", "new", "all", "hIoU", "n", "seeds"]
-ALIGN = ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"]
+STATUS_TITLES = {
+    "complete": "",
+    "partial": "Partial runs (not finished; not comparable with the complete ones):",
+    "stale": "Stale runs (their spec resolves differently with today's code; rerun them):",
+}
+HEADERS = ["method", "recipe", "config", "step", "old", "new", "all", "hIoU", "device-h", "n",
+           "seeds"]
+ALIGN = ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "l"]
+COST_NOTE = ("device-h = device-hours per seed to reach the step (mean over seeds; GPU-hours on "
+             "GPUs), its step 0 included in full even where it is shared; \"-\" where a record "
+             "holds no cost (written before costs were recorded).")
 
 
 def _data_title(kind: str, data: str) -> str:
@@ -195,16 +220,17 @@ def _data_title(kind: str, data: str) -> str:
 
 def _run_hashes(group: pd.DataFrame, setup: str) -> str:
     """The run config hashes (seed included) behind one seedless configuration."""
-    joined = ",".join(group[group["setup_hash"] == setup]["config_hashes"])
+    joined = ",".join(group[group["setup_hash"] == setup]["run_hashes"])
     return ", ".join(sorted(set(joined.split(","))))
 
 
-def _section_notes(frame: pd.DataFrame) -> list[str]:
+def _section_notes(frame: pd.DataFrame, total: dict[str, Any] | None = None) -> list[str]:
     notes = []
     last = frame.sort_values("step").iloc[-1]
     notes.append(f"old = {last['old_classes']}, new = classes added since step 0 (after step "
                  f"{last['step']}: {last['new_classes'] or 'none'}); recipe = trainer recipe; "
                  "config = config hash without the seed.")
+    notes.append(COST_NOTE + (" Section " + total_note(total) if total else ""))
     for (method, status), group in frame.groupby(["method", "status"], sort=True):
         hashes = sorted(group["setup_hash"].unique())
         if len(hashes) > 1:
@@ -215,27 +241,29 @@ def _section_notes(frame: pd.DataFrame) -> list[str]:
     return notes
 
 
-def summary_markdown(summary: pd.DataFrame, convention: str, roots: Sequence[str]) -> str:
+def summary_markdown(summary: pd.DataFrame, convention: str, roots: Sequence[str],
+                     costs: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> str:
     """The per-step table of one convention, one section per (data, protocol)."""
     frame = summary[summary["convention"] == convention]
     lines = [f"# Per-step mIoU: {CONVENTION_TEXT[convention]}", "",
              f"Metric convention: `{convention}`, {CONVENTION_TEXT[convention]}. old = base "
              "classes (learned at step 0), new = every class added since, all = every class "
              "seen, hIoU = harmonic mean of old and new. mIoU in %, mean ± sample standard "
-             "deviation over seeds (n = number of seeds). Partial runs (last step not done) are "
-             "listed apart and never averaged with complete ones.",
+             "deviation over seeds [95 % Student-t interval of the mean] (n = number of "
+             "seeds). Partial runs (last step not done) and "
+             "stale runs (their spec resolves differently with today's code) are listed apart "
+             "and never averaged with complete ones.",
              "", "Runs roots: " + ", ".join(f"`{r}`" for r in roots), ""]
     for (kind, data, protocol), section in _ordered_sections(frame):
         mode = section["mode"].iloc[0]
         lines += [f"## {protocol} ({mode}) on {_data_title(kind, data)}", ""]
-        lines += [f"- {note}" for note in _section_notes(section)] + [""]
-        complete = section[section["status"] == "complete"]
-        partial = section[section["status"] == "partial"]
-        if len(complete):
-            lines += markdown_table(HEADERS, _section_rows(complete), ALIGN) + [""]
-        if len(partial):
-            lines += ["Partial runs (not finished; not comparable with the complete ones):", ""]
-            lines += markdown_table(HEADERS, _section_rows(partial), ALIGN) + [""]
+        total = (costs or {}).get((kind, data, protocol))
+        lines += [f"- {note}" for note in _section_notes(section, total)] + [""]
+        for status, title in STATUS_TITLES.items():
+            part = section[section["status"] == status]
+            if len(part):
+                lines += [title, ""] if title else []
+                lines += markdown_table(HEADERS, _section_rows(part), ALIGN) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -244,7 +272,7 @@ def summary_latex(summary: pd.DataFrame, convention: str) -> str:
     lines = [f"% Per-step mIoU (%), {CONVENTION_TEXT[convention]}.",
              "% mean ± sample std over seeds; requires \\usepackage{booktabs}.", ""]
     for (kind, data, protocol), section in _ordered_sections(frame):
-        for status in ("complete", "partial"):
+        for status in STATUS_TITLES:
             part = section[section["status"] == status]
             if not len(part):
                 continue
@@ -256,7 +284,9 @@ def summary_latex(summary: pd.DataFrame, convention: str) -> str:
 
 
 def write_summaries(summary: pd.DataFrame, out: Path, conventions: Sequence[str],
-                    roots: Sequence[str]) -> list[Path]:
+                    roots: Sequence[str],
+                    costs: dict[tuple[str, str, str], dict[str, Any]] | None = None
+                    ) -> list[Path]:
     """summary_<convention>.{csv,md,tex} for each convention; returns the written paths."""
     written = []
     for convention in conventions:
@@ -264,7 +294,7 @@ def write_summaries(summary: pd.DataFrame, out: Path, conventions: Sequence[str]
         paths = {"csv": out / f"summary_{convention}.csv", "md": out / f"summary_{convention}.md",
                  "tex": out / f"summary_{convention}.tex"}
         frame.to_csv(paths["csv"], index=False, float_format="%.4f")
-        paths["md"].write_text(summary_markdown(summary, convention, roots))
+        paths["md"].write_text(summary_markdown(summary, convention, roots, costs))
         paths["tex"].write_text(summary_latex(summary, convention))
         written += list(paths.values())
     return written

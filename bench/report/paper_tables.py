@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from bench.formats import (
+from bench.report.formats import (
     MODE_ORDER,
     markdown_table,
     mean_std,
@@ -26,7 +26,7 @@ from bench.formats import (
     number,
     signed,
 )
-from bench.summary import CONVENTION_TEXT
+from bench.report.summary import CONVENTION_TEXT
 
 SDR_SOURCE_PREFIX = "SDR paper"
 NOT_RUN = "not run"

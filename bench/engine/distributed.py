@@ -1,17 +1,18 @@
 """Data parallelism inside one job: process-group set-up, rank queries, sums across ranks.
 
-The engine stays method-agnostic: methods see only `StepContext.all_reduce`, which this module
-provides (identity when single). Every rank draws the same global batch, with the same random
-augmentations, and trains on its contiguous slice of it, so a run on N ranks sees exactly the
-inputs of a single-process run with the same global batch; only rank 0 writes the store.
+The engine stays method-agnostic: methods see only `StepContext.all_reduce` and
+`LossInputs.batch` (`methods.base.GlobalBatch`), which this module provides (identity when
+single). Every rank draws the same global batch, with the same random augmentations, and trains
+on its contiguous slice of it, so a run on N ranks sees exactly the inputs of a single-process
+run with the same global batch; only rank 0 writes the store.
 
 What makes N ranks compute the single-process gradient: every statistic of the batch (a loss's
 mean over pixels, SDR's class means, BatchNorm's mean and variance) is summed over ranks by
 `sum_with_grad`, whose backward sums the gradient over ranks too. A term computed on every rank
 from such global sums has the same value on every rank; rank r's backward then yields the
 derivative of the N identical terms through rank r's own inputs, and DDP's average over ranks
-(1/N of the sum) is the single-process gradient. BatchNorm layers become `GlobalBatchNorm2d` on
-CPU (torch's SyncBatchNorm is CUDA-only) and torch's SyncBatchNorm on CUDA.
+(1/N of the sum) is the single-process gradient. BatchNorm over the global batch is
+`bench.engine.batchnorm.for_ranks`.
 """
 
 from __future__ import annotations
@@ -121,18 +122,6 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
                                    find_unused_parameters=True)
-
-
-def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """BatchNorm over the global batch when distributed: torch's SyncBatchNorm on CUDA, this
-    package's GlobalBatchNorm2d elsewhere; the model unchanged when single."""
-    if not initialised():
-        return model
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    from bench.batchnorm import GlobalBatchNorm2d
-
-    return GlobalBatchNorm2d.convert(model)
 
 
 def average_buffers(model: nn.Module) -> None:

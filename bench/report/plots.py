@@ -7,6 +7,8 @@
 - Heatmaps, one per run group (data, protocol, method, recipe, config without seed, status):
   class x step, the mean IoU over seeds; blank where a class is not seen yet or has no ground
   truth. They show *which* classes are forgotten, which the means hide.
+- Loss curves, one figure per run group: a panel per step, each loss term's per-epoch mean
+  against the epoch (mean over seeds, band ± 1 standard deviation), from the records.
 
 The Agg backend is forced: plots are written by batch jobs and tests, never shown.
 """
@@ -17,6 +19,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -25,8 +28,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.formats import method_key, method_name  # noqa: E402
-from bench.summary import CONVENTION_TEXT  # noqa: E402
+from bench.report.aggregate import Run  # noqa: E402
+from bench.report.formats import method_key, method_label, method_name  # noqa: E402
+from bench.report.summary import CONVENTION_TEXT  # noqa: E402
 
 PANELS = (
     ("old", "base classes ({old})"),
@@ -57,11 +61,11 @@ def _line_labels(frame: pd.DataFrame) -> pd.Series:
     counts = frame.groupby("method")["setup_hash"].nunique()
     labels = []
     for _, row in frame.iterrows():
-        label = method_name(row["method"])
+        label = method_label(row["method"], row["variant"])
         if counts[row["method"]] > 1:
             label += f" [{row['recipe']}, {row['setup_hash'][:6]}]"
-        if row["status"] == "partial":
-            label += " (partial)"
+        if row["status"] != "complete":
+            label += f" ({row['status']})"
         labels.append(label)
     return pd.Series(labels, index=frame.index)
 
@@ -99,9 +103,10 @@ def forgetting_curves(scores: pd.DataFrame, out: Path, convention: str) -> list[
         axes = list(grid.flat)
         for ax, (metric, title) in zip(axes, PANELS, strict=True):
             sns.lineplot(data=frame, x="step", y=metric, hue="line", hue_order=order,
-                         style="status", style_order=["complete", "partial"],
+                         style="status", style_order=["complete", "partial", "stale"],
                          palette=palette, errorbar="sd", marker="o", markersize=5,
-                         dashes={"complete": "", "partial": (4, 2)}, ax=ax, legend=ax is axes[0])
+                         dashes={"complete": "", "partial": (4, 2), "stale": (1, 2)}, ax=ax,
+                         legend=ax is axes[0])
             ax.set_title(title.format(old=old_classes), fontsize=11)
             ax.set_xlabel("step")
             ax.set_ylabel("mIoU (%)")
@@ -170,5 +175,72 @@ def class_heatmaps(long: pd.DataFrame, out: Path) -> list[Path]:
         suffix = (f"_{setup}" if several else "") + ("" if status == "complete" else "_partial")
         stem = out / (f"heatmap_{_file_part(protocol)}_{_file_part(data)}_{_file_part(method)}"
                       f"{suffix}")
+        written += _save(figure, stem)
+    return written
+
+
+GROUP_KEYS = ["data_kind", "data", "protocol", "method", "recipe", "setup_hash", "status"]
+
+
+def loss_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per (run, step, epoch, loss term): the term's mean over the epoch."""
+    rows = []
+    for run in runs:
+        for record in run.steps:
+            for epoch, terms in enumerate(record.loss_history, start=1):
+                for term, value in terms.items():
+                    rows.append({"data_kind": run.data_kind, "data": run.data,
+                                 "protocol": run.protocol["name"], "method": run.method,
+                                 "variant": run.variant, "recipe": run.recipe,
+                                 "setup_hash": run.setup_hash, "status": run.status,
+                                 "seed": run.seed, "step": record.step, "epoch": epoch,
+                                 "term": term, "loss": value})
+    return pd.DataFrame(rows, columns=[*GROUP_KEYS[:4], "variant", *GROUP_KEYS[4:], "seed",
+                                       "step", "epoch", "term", "loss"])
+
+
+def loss_curves(runs: list[Run], out: Path) -> list[Path]:
+    """One figure per run group: each step's per-epoch loss terms (mean over seeds, ± 1 std)."""
+    table = loss_table(runs)
+    written: list[Path] = []
+    configs = table.groupby(["data", "protocol", "method", "status"])["setup_hash"].nunique()
+    for (kind, data, protocol, method, recipe, setup, status), frame in table.groupby(
+            GROUP_KEYS, sort=True):
+        steps = sorted(frame["step"].unique())
+        columns = min(len(steps), 4)
+        rows = -(-len(steps) // columns)
+        figure, grid = plt.subplots(rows, columns, figsize=(3.6 * columns + 1.6, 2.9 * rows),
+                                    squeeze=False)
+        terms = sorted(frame["term"].unique())
+        palette = dict(zip(terms, sns.color_palette("tab10", n_colors=max(len(terms), 1)),
+                           strict=False))
+        for ax, step in zip(grid.flat, steps, strict=False):
+            part = frame[frame["step"] == step]
+            sns.lineplot(data=part, x="epoch", y="loss", hue="term", hue_order=terms,
+                         palette=palette, errorbar="sd", marker="o", markersize=3, ax=ax,
+                         legend=False)
+            if (part["loss"] > 0).all():
+                ax.set_yscale("log")
+            ax.set_title(f"step {step}", fontsize=10)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("mean loss")
+            ax.grid(alpha=0.3)
+        for ax in list(grid.flat)[len(steps):]:
+            ax.set_visible(False)
+        handles = [plt.Line2D([], [], color=palette[t], marker="o", markersize=3) for t in terms]
+        figure.legend(handles, terms, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                      frameon=False, title="loss term")
+        seeds = frame["seed"].nunique()
+        figure.suptitle(f"{protocol} / {method_label(method, frame['variant'].iloc[0])} / recipe "
+                        f"{recipe} / config {setup}; {_data_note(kind, data)}; {status} run(s)\n"
+                        f"per-epoch mean of each loss term, line = mean, band = ± 1 std over "
+                        f"{seeds} seed(s)", fontsize=10)
+        figure.tight_layout()
+        several = configs[(data, protocol, method, status)] > 1
+        suffix = (f"_{setup}" if several else "") + ("" if status == "complete" else
+                                                     f"_{status}")
+        stem = out / (f"losses_{_file_part(protocol)}_{_file_part(data)}_"
+                      f"{_file_part(method)}{suffix}")
         written += _save(figure, stem)
     return written

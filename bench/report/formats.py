@@ -27,6 +27,21 @@ def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
 
 
+def method_label(method: str, variant: str = "") -> str:
+    """The method's name, with its variant where that is not the method's default."""
+    name = method_name(method)
+    if not variant:
+        return name
+    from bench.errors import BenchError
+    from methods import get_method
+
+    try:
+        default = get_method(method).defaults.get("variant")
+    except BenchError:
+        default = None
+    return name if variant == default else f"{name} ({variant})"
+
+
 def is_missing(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -43,13 +58,18 @@ def signed(value: float | None, digits: int = 1) -> str:
     return "+0.0" if text == "-0.0" else text
 
 
-def mean_std(mean: float | None, std: float | None, n: int, plus_minus: str = "±") -> str:
-    """`mean ± std`; one seed has no spread, so it shows the mean alone."""
+def mean_std(mean: float | None, std: float | None, n: int, plus_minus: str = "±",
+             interval: tuple[float, float] | None = None) -> str:
+    """`mean ± std`, with the `[low, high]` interval when given; one seed has no spread, so
+    it shows the mean alone."""
     if is_missing(mean):
         return DASH
     if n <= 1 or is_missing(std):
         return number(mean)
-    return f"{number(mean)} {plus_minus} {number(std)}"
+    text = f"{number(mean)} {plus_minus} {number(std)}"
+    if interval is not None and not any(is_missing(v) for v in interval):
+        text += f" [{number(interval[0])}, {number(interval[1])}]"
+    return text
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]],

@@ -7,7 +7,7 @@ conv + BN + ReLU head, and a 1x1 classifier. Two deliberate deviations from thos
 * Normalisation is plain ``nn.BatchNorm2d``. The original code used InPlaceABN-sync, which no
   longer builds against current PyTorch/CUDA; BatchNorm2d + ReLU computes the same function
   (with higher activation memory). Data-parallel runs convert it to BatchNorm over the global
-  batch (``bench.distributed.convert_sync_batchnorm``).
+  batch (``bench.engine.batchnorm.for_ranks``).
 * The classifier is one 1x1 conv *per step* (``nn.ModuleList``) whose outputs are concatenated.
   Old rows therefore stay exactly as they were unless a method changes them, and freezing a
   step's classifier is just ``requires_grad_(False)`` on its own module.
@@ -20,7 +20,6 @@ synthetic benchmark exercises the real model; torchvision's BasicBlock refuses d
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +30,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from bench.errors import BenchError
+from bench.spec import ModelConfig
+from methods.base import ModelOutput
 
 # name -> (constructor, torchvision weights enum used only to know the cached file names)
 BACKBONES: dict[str, tuple[Callable[[], ResNet], type[models.WeightsEnum]]] = {
@@ -40,25 +41,6 @@ BACKBONES: dict[str, tuple[Callable[[], ResNet], type[models.WeightsEnum]]] = {
     "resnet101": (models.resnet101, models.ResNet101_Weights),
 }
 OUTPUT_STRIDES = (8, 16, 32)
-
-
-@dataclass
-class SegOutput:
-    """Everything one forward pass exposes to a continual-learning method.
-
-    logits: (N, C, H, W) upsampled to the input size (bilinear, align_corners=False).
-    logits_lowres: (N, C, h, w) at decoder resolution, h = ceil(H / output_stride).
-    encoder: backbone ``layer4`` output (2048 channels for ResNet-50/101, 512 for 18/34).
-    decoder: after ASPP + 3x3 head, before the classifier (``aspp_channels`` channels).
-    stages: outputs of ``layer1`` .. ``layer4`` (the last one is ``encoder``), for methods that
-        distil intermediate features (e.g. PLOP's POD).
-    """
-
-    logits: Tensor
-    logits_lowres: Tensor
-    encoder: Tensor
-    decoder: Tensor
-    stages: tuple[Tensor, ...]
 
 
 def set_output_stride(resnet: ResNet, output_stride: int) -> None:
@@ -211,37 +193,17 @@ class DeepLabV3(nn.Module):
         """Bilinear (align_corners=False) resize of low-resolution logits to ``size`` (H, W)."""
         return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
-    def forward(self, images: Tensor) -> SegOutput:
+    def forward(self, images: Tensor) -> ModelOutput:
         stages = self.encode(images)
         decoder = self.head(self.aspp(stages[-1]))
         lowres = self.classify(decoder)
-        return SegOutput(
+        return ModelOutput(
             logits=self.upsample(lowres, images.shape[-2:]),
             logits_lowres=lowres,
             encoder=stages[-1],
             decoder=decoder,
             stages=stages,
         )
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Model settings. The paper setting is the default; the small synthetic-benchmark variant is
-    e.g. ``ModelConfig(backbone="resnet18", aspp_channels=64)`` (optionally ``base_channels=32``).
-
-    base_channels: ResNet width (torchvision's 64); smaller values build a narrow backbone, for
-        which no ImageNet weights exist.
-    pretrained: path to a torchvision ResNet state_dict; "auto" to use torchvision's hub cache
-        if the file is there (never downloads); None or "none" for random initialisation.
-    """
-
-    backbone: str = "resnet101"
-    output_stride: int = 16
-    aspp_channels: int = 256
-    aspp_rates: tuple[int, ...] = (6, 12, 18)
-    aspp_dropout: float = 0.0
-    base_channels: int = 64
-    pretrained: str | None = None
 
 
 def cached_weight_paths(backbone: str) -> list[Path]:

@@ -1,0 +1,170 @@
+"""Is the embedded benchmark a measurement of methods, or of float rounding?
+
+For one recipe (the embedded default, or `key=value` overrides), it measures on voc-15-1:
+
+1. rounding: step-0 mIoU of seed 0 trained with 1 and with 2 torch threads (other summation
+   orders), and with the initial weights perturbed by a relative 1e-6 (seeded Gaussian);
+   bound: each within 1.5 points of the unperturbed 2-thread run;
+2. seeds: step-0 mIoU of seeds 0-4; bound: sample standard deviation at most 2 points;
+3. the trade-off after the last step of voc-15-1 (seed 0): FT's old-class mIoU (catastrophic
+   forgetting: bound at most 20) and each distillation method's new-class mIoU (plasticity:
+   bound at least 5; see the README's "Embedded benchmark" section for why these bounds);
+4. the wall time of the main job, `bench run --protocol voc-15-1 --method sdr` with the data
+   generated and a fresh runs root (target under 120 s on 2 cores).
+
+Runs go to a scratch runs root (default under /tmp) and resume through the store.
+
+    python3 benchmarks/embedded_stability.py [--seeds 5] [--methods ft,lwf,ilt,mib,sdr]
+        [--runs-root PATH] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROTOCOL = "voc-15-1"
+BOUNDS = {"rounding": 1.5, "seed_std": 2.0, "ft_old_max": 20.0, "new_min": 5.0}
+DISTILLING = ("lwf", "ilt", "mib", "sdr", "sdr+mib", "plop", "dkd")
+
+
+def step0_miou(runs_root: str, overrides: list[str], seed: int, perturbation: float) -> float:
+    """Train step 0 of PROTOCOL (no step-0 cache) and return its mIoU over classes 0-15."""
+    import torch
+
+    from bench.engine.runner import Runner
+    from bench.metrics import step_scores
+    from bench.spec import RunSpec
+    from methods.step0 import step0_learner
+
+    spec = RunSpec.from_names(PROTOCOL, "ft", seed=seed,
+                              overrides=[*overrides, f"runs_root={runs_root}", "quiet=true"])
+    runner = Runner(spec, log=lambda _: None)
+    model, _ = runner.models_for(0)
+    if perturbation:
+        generator = torch.Generator().manual_seed(12345)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                noise = torch.randn(parameter.shape, generator=generator)
+                parameter.mul_(1 + perturbation * noise)
+    with tempfile.TemporaryDirectory() as scratch:
+        trained = runner.train_and_evaluate(0, model, None, step0_learner(runner.method),
+                                            Path(scratch) / "epoch.pt")
+    classes = list(spec.planned_protocol.channels_of(0))
+    return step_scores(trained.matrix, classes, [], True).old
+
+
+def worker(arguments: list[str]) -> None:
+    """`--worker THREADS SEED PERTURBATION RUNS_ROOT [overrides]`: one step 0, printed as JSON."""
+    import torch
+
+    threads, seed, perturbation, runs_root, *overrides = arguments
+    torch.set_num_threads(int(threads))
+    started = time.perf_counter()
+    value = step0_miou(runs_root, overrides, int(seed), float(perturbation))
+    print(json.dumps({"miou": value, "seconds": time.perf_counter() - started}))
+
+
+def in_subprocess(threads: int, seed: int, perturbation: float, runs_root: str,
+                  overrides: list[str]) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, "--worker", str(threads), str(seed), str(perturbation),
+         runs_root, *overrides], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"step-0 worker failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_run(method: str, runs_root: str, overrides: list[str], seed: int = 0) -> tuple[list,
+                                                                                          float]:
+    command = [sys.executable, "-m", "bench.cli", "run", "--protocol", PROTOCOL, "--method",
+               method, "--seed", str(seed), "--quiet", "--runs-root", runs_root, *overrides]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"bench run {method} failed:\n{result.stderr[-3000:]}")
+    from bench.store.runs import RunStore
+
+    (run_dir,) = [r for r in RunStore(runs_root).runs() if r.method == method
+                  and r.seed == seed and r.protocol == PROTOCOL]
+    steps = sorted(run_dir.step_files(), key=lambda s: s.step)
+    return [json.loads(s.record_path.read_text()) for s in steps], seconds
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--methods", default="ft,lwf,ilt,mib,sdr")
+    parser.add_argument("--runs-root", default=None)
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: "
+                        "rounding,seeds,tradeoff,timing")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args()
+    import torch
+
+    skip = set(filter(None, args.skip.split(",")))
+    root = args.runs_root or tempfile.mkdtemp(prefix="css-bench-stability-")
+    print(f"recipe overrides: {' '.join(args.overrides) or '(the embedded default)'}; torch "
+          f"{torch.__version__}; runs root {root}", flush=True)
+    lines = []
+    if "rounding" not in skip:
+        two = in_subprocess(2, 0, 0.0, root, args.overrides)
+        one = in_subprocess(1, 0, 0.0, root, args.overrides)
+        bumped = in_subprocess(2, 0, 1e-6, root, args.overrides)
+        for name, other in (("1 thread", one), ("initial weights x (1 + 1e-6 N(0,1))",
+                                                 bumped)):
+            delta = other["miou"] - two["miou"]
+            ok = abs(delta) <= BOUNDS["rounding"]
+            lines.append(f"step-0 mIoU, seed 0, {name}: {other['miou']:.2f} vs {two['miou']:.2f}"
+                         f" (2 threads): {delta:+.2f} points (bound +-{BOUNDS['rounding']}) "
+                         f"{'ok' if ok else 'FAIL'}")
+        lines.append(f"step-0 training time, 2 threads: {two['seconds']:.0f} s, 1 thread: "
+                     f"{one['seconds']:.0f} s")
+        print("\n".join(lines[-3:]), flush=True)
+    if "seeds" not in skip:
+        values = [in_subprocess(2, seed, 0.0, root, args.overrides)["miou"]
+                  for seed in range(args.seeds)]
+        spread = statistics.stdev(values)
+        ok = spread <= BOUNDS["seed_std"]
+        lines.append(f"step-0 mIoU over seeds 0-{args.seeds - 1}: "
+                     + ", ".join(f"{v:.1f}" for v in values)
+                     + f"; mean {statistics.mean(values):.1f}, std {spread:.2f} (bound "
+                       f"{BOUNDS['seed_std']}) {'ok' if ok else 'FAIL'}")
+        print(lines[-1], flush=True)
+    if "timing" not in skip:
+        timing_root = tempfile.mkdtemp(prefix="css-bench-main-job-")
+        _, seconds = bench_run("sdr", timing_root, args.overrides)
+        lines.append(f"main job (voc-15-1 / sdr, data generated, fresh runs root): "
+                     f"{seconds:.0f} s (target < 120 s)")
+        print(lines[-1], flush=True)
+    if "tradeoff" not in skip:
+        for method in args.methods.split(","):
+            records, _ = bench_run(method, root, args.overrides)
+            scores = records[-1]["scores"]
+            new_ious = [records[s]["scores"]["step_new"] for s in range(1, len(records))]
+            line = (f"after step 5, {method}: old {scores['old']:.1f}, new {scores['new']:.1f}, "
+                    f"all {scores['all']:.1f}; each step's own class: "
+                    + ", ".join(f"{v:.1f}" for v in new_ious))
+            if method == "ft":
+                line += (f"; FT old <= {BOUNDS['ft_old_max']}: "
+                         f"{'ok' if scores['old'] <= BOUNDS['ft_old_max'] else 'FAIL'}")
+            elif method in DISTILLING:
+                line += (f"; new >= {BOUNDS['new_min']}: "
+                         f"{'ok' if scores['new'] >= BOUNDS['new_min'] else 'FAIL'}")
+            lines.append(line)
+            print(line, flush=True)
+    print("\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
