@@ -224,6 +224,8 @@ class Method(Learner):
     Class attributes are the method's data:
     - `name`: the registry name; `description`: one line for `bench list methods`;
     - `defaults`: hyperparameters with their published values; `sources`: where each comes from;
+      `choices`: the allowed values of a hyperparameter that takes one of a few (e.g. `variant`:
+      `release` | `paper`, the first one the default);
     - `per_protocol`: glob over `<dataset>-<setting>` (e.g. `voc-15-1`, any mode or order) ->
       hyperparameters that differ there (first match wins);
     - `step0`: the name of the step-0 recipe (methods/step0.py), which learns step 0; methods
@@ -237,6 +239,7 @@ class Method(Learner):
     description: ClassVar[str] = ""
     defaults: ClassVar[Mapping[str, Any]] = {}
     sources: ClassVar[Mapping[str, str]] = {}
+    choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     per_protocol: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     step0: ClassVar[str] = "ce"
     recipe: ClassVar[str] = "mib"
@@ -263,6 +266,10 @@ class Method(Learner):
                              f"its hyperparameters: {known}")
         for key, value in overrides.items():
             params[key] = _typed(cls.name, key, value, params[key])
+        for key, allowed in cls.choices.items():
+            if params[key] not in allowed:
+                raise BenchError(f"method.{key}={params[key]} is not allowed for {cls.name}: "
+                                 f"method.{key} must be one of {' | '.join(map(str, allowed))}")
         return params
 
     @classmethod

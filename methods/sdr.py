@@ -164,8 +164,12 @@ class SDR(UnbiasedLosses, Method):
     # matching 1e-2, contrastive attraction and repulsion 1e-3 each, sparsification 1e-3, MiB's
     # unbiased distillation 100 (values as this benchmark specifies them from the paper).
     defaults = {"kd_weight": 100.0, "matching_weight": 1e-2, "attraction_weight": 1e-3,
-                "repulsion_weight": 1e-3, "sparsity_weight": 1e-3}
-    sources = {key: "Michieli & Zanuttigh, CVPR 2021, implementation details" for key in defaults}
+                "repulsion_weight": 1e-3, "sparsity_weight": 1e-3, "variant": "release"}
+    sources = {**{key: "Michieli & Zanuttigh, CVPR 2021, implementation details"
+                  for key in defaults if key != "variant"},
+               "variant": "release: LTTM/SDR's last commit (its published numbers); paper: the "
+                          "paper's definitions (see the module docstring)"}
+    choices = {"variant": ("release", "paper")}
     recipe = "sdr"  # SDR's own recipe (batch 8 / lr 1e-3 on VOC): its paper's numbers use it
     uses_old_model = True
 

@@ -14,7 +14,10 @@ from functools import cached_property
 
 from protocols.classes import CLASS_NAMES
 
-MODES: tuple[str, ...] = ("overlap", "disjoint", "sequential")
+MODES: tuple[str, ...] = ("overlap", "disjoint", "sequential", "partition")
+# `partition`: each training image in exactly one step, the steps' image lists read from
+# reference files (MiB's data/ade/<task>/train-<step>.npy, imported by `bench data
+# import-splits`); labels as in overlap (only the step's classes kept, the rest background).
 EVAL_CROPS: tuple[str, ...] = ("center", "full")
 
 

@@ -1,7 +1,8 @@
 """Protocol names -> Protocol values.
 
 Names: `<dataset>-<setting>[-<mode>][@order=<seed>]`, e.g. `voc-15-1` (overlapped, today's common
-convention), `voc-15-1-disjoint`, `ade-100-10-sequential`, `voc-15-1@order=3`. An alternative class
+convention), `voc-15-1-disjoint`, `ade-100-10-sequential`, `voc-15-1@order=3`,
+`ade-100-50-partition` (ADE only, the settings MiB ships reference files for: PARTITION_SETTINGS). An alternative class
 order permutes the non-background classes of the setting's order with a seeded generator, for
 order-robustness studies.
 """
@@ -24,8 +25,23 @@ DATASET_DEFAULTS: dict[str, dict[str, bool]] = {
 
 _NAME = re.compile(
     r"^(?P<dataset>[a-z]+)-(?P<setting>[0-9a-z-]+?)"
-    r"(?:-(?P<mode>overlap|disjoint|sequential))?(?:@order=(?P<order>\d+))?$"
+    r"(?:-(?P<mode>overlap|disjoint|sequential|partition))?(?:@order=(?P<order>\d+))?$"
 )
+
+
+# The settings with a partition protocol: those whose image partition MiB ships
+# (fcdl94/MiB data/ade/<task>/train-<step>.npy: tasks 100-50, 100-10 and 50, i.e. 50-50; the
+# b-order tasks 100-50b, 100-10b and 50b use orders this project does not define). No file exists
+# for 100-5, so it has no partition protocol.
+PARTITION_SETTINGS: dict[str, tuple[str, ...]] = {"ade": ("100-50", "100-10", "50-50")}
+# MiB's folder name of each partitioned setting (tasks.py `tasks_ade` keys)
+REFERENCE_TASKS: dict[str, dict[str, str]] = {"ade": {"100-50": "100-50", "100-10": "100-10",
+                                                      "50-50": "50"}}
+
+
+def has_mode(dataset: str, setting: str, mode: str) -> bool:
+    """Whether `<dataset>-<setting>` exists in `mode` (partition: where reference files exist)."""
+    return mode != "partition" or setting in PARTITION_SETTINGS.get(dataset, ())
 
 
 def canonical_name(dataset: str, setting: str, mode: str, order_seed: int | None = None) -> str:
@@ -68,6 +84,7 @@ def protocol_names(dataset: str | None = None) -> list[str]:
         if dataset in (None, ds)
         for setting in settings
         for mode in MODES
+        if has_mode(ds, setting, mode)
     ]
 
 
@@ -78,8 +95,10 @@ def get_protocol(name: str) -> Protocol:
     if match:
         dataset, setting_name = match["dataset"], match["setting"]
         setting = SETTINGS.get(dataset, {}).get(setting_name)
-        if setting is not None:
-            mode = match["mode"] or "overlap"
+        mode = match["mode"] or "overlap"
+        # a reference partition holds for its own class order only
+        seeded_partition = mode == "partition" and match["order"] is not None
+        if setting is not None and has_mode(dataset, setting_name, mode) and not seeded_partition:
             order = None if match["order"] is None else int(match["order"])
             return _build(dataset, setting, mode, order)
     base = name.split("@", 1)[0]

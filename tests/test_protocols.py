@@ -37,6 +37,12 @@ IDS = [f"{d}-{s}" for d, s, _ in EXPECTED]
 @pytest.mark.parametrize("mode", MODES)
 def test_exact_class_splits(dataset, setting, steps, mode):
     suffix = "" if mode == "overlap" else f"-{mode}"
+    if mode == "partition" and (dataset, setting) not in (("ade", "100-50"), ("ade", "100-10"),
+                                                          ("ade", "50-50")):
+        # only where MiB ships a partition (data/ade/<task>/train-<step>.npy)
+        with pytest.raises(BenchError, match="unknown protocol"):
+            get_protocol(f"{dataset}-{setting}{suffix}")
+        return
     protocol = get_protocol(f"{dataset}-{setting}{suffix}")
     assert protocol.mode == mode
     assert [list(protocol.step_classes(t)) for t in range(protocol.num_steps)] == [
@@ -61,7 +67,7 @@ def test_steps_partition_the_label_set(name):
 
 def test_every_setting_in_every_mode_is_registered():
     names = set(protocol_names())
-    assert len(names) == 3 * (len(VOC_SPLITS) + len(ADE_SPLITS))
+    assert len(names) == 3 * (len(VOC_SPLITS) + len(ADE_SPLITS)) + 3  # + 3 ADE partitions
     for setting in VOC_SPLITS:
         assert {f"voc-{setting}", f"voc-{setting}-disjoint", f"voc-{setting}-sequential"} <= names
     for setting in ADE_SPLITS:
@@ -109,3 +115,12 @@ def test_unknown_protocol_suggests_close_names():
 def test_step_out_of_range():
     with pytest.raises(IndexError):
         get_protocol("voc-15-5").step_classes(2)
+
+
+def test_partition_protocols_are_the_ade_settings_with_reference_files():
+    assert [n for n in protocol_names() if n.endswith("-partition")] == [
+        "ade-100-50-partition", "ade-100-10-partition", "ade-50-50-partition"]
+    protocol = get_protocol("ade-100-50-partition")
+    assert protocol.mode == "partition" and protocol.background_ignored_at_test
+    with pytest.raises(BenchError, match="unknown protocol 'ade-100-50-partition@order=1'"):
+        get_protocol("ade-100-50-partition@order=1")  # a reference partition has one order

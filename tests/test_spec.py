@@ -24,7 +24,13 @@ def test_method_hyperparameters_are_resolved_and_part_of_the_identity():
     assert changed.params == {"kd_weight": 5.0} and changed.run_hash != mib.run_hash
     assert resolved("voc-15-1", "sdr").params == {
         "kd_weight": 100.0, "matching_weight": 1e-2, "attraction_weight": 1e-3,
-        "repulsion_weight": 1e-3, "sparsity_weight": 1e-3}
+        "repulsion_weight": 1e-3, "sparsity_weight": 1e-3, "variant": "release"}
+    paper = resolved("voc-15-1", "sdr", "method.variant=paper")
+    assert paper.params["variant"] == "paper"
+    assert paper.run_hash != resolved("voc-15-1", "sdr").run_hash
+    with pytest.raises(BenchError, match=r"method.variant=fixed is not allowed for sdr\+mib: "
+                                         r"method.variant must be one of release \| paper"):
+        resolved("voc-15-1", "sdr+mib", "method.variant=fixed")
 
 
 def test_every_step_has_its_recipe_and_the_identity_holds_them():
@@ -118,3 +124,11 @@ def test_a_changed_default_starts_a_new_run_and_says_why(capsys, tmp_path, monke
             "resolution differs (method.params.kd_weight: 10.0 -> 7.0)") in out
     assert "it is stale, and this is a new run" in out
     assert "shared step 0 reused" in out  # the method's default does not change step 0
+
+
+def test_mib_kd_weight_is_100_on_15_1_only() -> None:
+    """fcdl94/MiB#22 and #43 give 100 for 15-1; 10-1 (and 10-10) keep the release's 10."""
+    for protocol, weight in (("voc-15-1", 100.0), ("voc-10-1", 10.0), ("voc-10-10", 10.0),
+                             ("voc-15-1-disjoint", 100.0)):
+        spec = RunSpec.from_names(protocol, "mib", resolve_data=False)
+        assert spec.params["kd_weight"] == weight, protocol

@@ -16,7 +16,7 @@ METHOD_ORDER = ("ft", "lwf", "lwf-mc", "ilt", "cil", "mib", "plop", "sdr", "sdr+
 METHOD_NAMES = {"ft": "FT", "lwf": "LwF", "lwf-mc": "LwF-MC", "ilt": "ILT", "cil": "CIL",
                 "mib": "MiB", "plop": "PLOP", "sdr": "SDR", "sdr+mib": "SDR+MiB", "rcil": "RCIL",
                 "joint": "Joint"}
-MODE_ORDER = ("sequential", "disjoint", "overlap")
+MODE_ORDER = ("sequential", "disjoint", "overlap", "partition")
 
 
 def method_key(method: str) -> tuple[int, str]:

@@ -1,11 +1,12 @@
 """`paper_tables.md`: every published number of the SDR paper beside the reproduced one, then
 the other sources' (the MiB paper's numbers as quoted, later methods).
 
-A published row (protocol, method, step, column, convention) is matched with the seed summary of
-complete runs of the same protocol and method, scored in the same metric convention after the
-same step. Real-data runs fill the main section. Runs on the embedded synthetic dataset (or whose
+A published row (protocol, method, variant, recipe, step, column, convention) is matched with the
+seed summary of complete runs of exactly that protocol, method, variant and trainer recipe, scored
+in the same metric convention after the same step. Real-data runs fill the main section. Runs on the embedded synthetic dataset (or whose
 data set is not recorded) appear only in their own marked section: they are never comparable with
-a paper's number, so they never stand in a real-data column.
+a paper's number, so they never stand in a real-data column; there they are matched by protocol,
+method and variant (their recipe is the embedded one, never a paper's).
 
 The output is a pure function of its inputs: sorted rows, fixed number formats, no timestamps,
 no absolute paths beyond the runs roots as given, so regenerating it gives the same bytes.
@@ -22,7 +23,7 @@ from bench.report.formats import (
     markdown_table,
     mean_std,
     method_key,
-    method_name,
+    method_label,
     number,
     signed,
 )
@@ -30,8 +31,8 @@ from bench.report.summary import CONVENTION_TEXT
 
 SDR_SOURCE_PREFIX = "SDR paper"
 NOT_RUN = "not run"
-HEADERS = ["method", "setting", "mode", "step", "column", "convention", "published"]
-ALIGN = ["l", "l", "l", "r", "l", "l", "r"]
+HEADERS = ["method", "setting", "mode", "step", "column", "convention", "recipe", "published"]
+ALIGN = ["l", "l", "l", "r", "l", "l", "l", "r"]
 COLUMN_ORDER = {"old": 0, "new": 1, "all": 2}
 
 
@@ -41,6 +42,7 @@ def _row_order(table: pd.DataFrame) -> pd.DataFrame:
         "setting": [tuple(int(x) for x in s.split("-")) for s in table["setting"]],
         "mode": [MODE_ORDER.index(m) for m in table["mode"]],
         "method": [method_key(m) for m in table["method"]],
+        "variant": table["variant"],
         "column": [COLUMN_ORDER[c] for c in table["column"]],
         "convention": table["convention"], "value": table["value"],
     }, index=table.index)
@@ -49,12 +51,17 @@ def _row_order(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _matches(summary: pd.DataFrame, row: pd.Series, kinds: Sequence[str]) -> pd.DataFrame:
+    """Complete runs of exactly the row's protocol, method and variant, and on real data its
+    recipe (synthetic runs all use the embedded recipe)."""
     found = summary[(summary["convention"] == row["convention"])
                     & (summary["data_kind"].isin(kinds))
                     & (summary["protocol"] == row["protocol"])
                     & (summary["method"] == row["method"])
+                    & (summary["variant"] == row["variant"])
                     & (summary["step"] == row["step"])
                     & (summary["status"] == "complete")]
+    if "real" in kinds:
+        found = found[found["recipe"] == row["recipe"]]
     return found.sort_values(["data", "recipe", "setup_hash"])
 
 
@@ -88,8 +95,8 @@ def _table_lines(published: pd.DataFrame, summary: pd.DataFrame, kinds: Sequence
             continue
         reproduced, delta = _reproduced(matches, row["column"], float(row["value"]), show_data)
         value = float(row["value"])
-        cells = [method_name(row["method"]), row["setting"], row["mode"], str(row["step"]),
-                 row["column"], row["convention"],
+        cells = [method_label(row["method"], row["variant"]), row["setting"], row["mode"],
+                 str(row["step"]), row["column"], row["convention"], row["recipe"] or "-",
                  number(value, 2 if round(value, 1) != value else 1), reproduced]
         rows.append(cells if show_data else cells + [delta])
     if not rows:
@@ -118,14 +125,20 @@ def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
         + (", ".join(f"`{r}`" for r in roots) if roots else "none (no runs root found)") + ".",
         "",
         "- *reproduced*: mean ± sample standard deviation over the seeds (n) of complete runs "
-        "of the same protocol (setting and mode) and method, scored from their confusion "
-        "matrices in the number's metric convention, after the same step. Where a method has "
+        "of exactly the number's protocol (setting and mode), method, variant (shown after the "
+        "method's name where it is not the default) and trainer recipe (*recipe*), scored from "
+        "their confusion matrices in the number's metric convention, after the same step. Where a method has "
         "several configurations each is listed with its recipe and config hash (without the "
         "seed); they are never averaged together.",
         "- *Δ* = reproduced − published; *not run* = no complete run on real data.",
         f"- conventions: `sdr` = {CONVENTION_TEXT['sdr']}; `mib` = {CONVENTION_TEXT['mib']}.",
         "- Runs on the embedded synthetic dataset are shown only in the last section, never in "
-        "a real-data column: they are not comparable with the papers' numbers.",
+        "a real-data column: they are not comparable with the papers' numbers; there they are "
+        "matched by protocol, method and variant (their recipe is the embedded one).",
+        "- *partition* (ADE): the SDR paper trained ADE on MiB's image partition "
+        "(`data/ade/<task>/train-<step>.npy`), each image in one step: `bench data "
+        "import-splits` imports it; the overlapped ADE numbers of later papers are another "
+        "protocol.",
         f"- Partial runs (last step not done) are not used: {partial_runs} found.", "",
         "## Real data", "",
     ]

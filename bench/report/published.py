@@ -3,8 +3,11 @@
 One row per number: its source (paper, table or figure), the protocol it belongs to (dataset,
 setting, mode), the method (this project's method names), the step it is reported after, the
 column (old / new / all), the value in %, the metric convention (`sdr`: background counted in
-old and all; `mib`: foreground only) and notes on anything uncertain. Rows are checked against
-the protocol registry so that a number can always be matched with the runs that reproduce it.
+old and all; `mib`: foreground only), notes on anything uncertain, and what reproduces it: the
+method's `variant` (empty for methods without one) and the trainer `recipe` (`bench/conf/trainer`)
+of the paper that produced it. Rows are checked against the protocol and method registries so
+that a number can always be matched with exactly the runs that reproduce it (`bench tables`
+compares it only with runs of that protocol, method, variant and recipe).
 """
 
 from __future__ import annotations
@@ -18,10 +21,41 @@ from bench.errors import BenchError
 from protocols.protocol import MODES
 
 COLUMNS = ["source", "dataset", "setting", "mode", "method", "step", "column", "value",
-           "convention", "notes"]
+           "convention", "notes", "variant", "recipe"]
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "results" / "published" / "published.csv"
 VALUE_COLUMNS = ("old", "new", "all")
 CONVENTIONS = ("sdr", "mib")
+TRAINER_DIR = Path(__file__).resolve().parents[1] / "conf" / "trainer"
+# the embedded benchmark's recipe: never the recipe of a published number
+NOT_PUBLISHED_RECIPES = ("synth",)
+
+
+def published_recipes() -> tuple[str, ...]:
+    """The trainer recipes a published number can name (bench/conf/trainer, but `synth`)."""
+    return tuple(sorted(p.stem for p in TRAINER_DIR.glob("*.yaml")
+                        if p.stem not in NOT_PUBLISHED_RECIPES))
+
+
+def method_problems(method: str, variant: str, recipe: str) -> list[str]:
+    """What is wrong with a row's variant and recipe for its method. A method this project does
+    not implement (`cil`, `plop`, ...) is never run, so its variant and recipe are not checked."""
+    from methods import get_method
+
+    try:
+        cls = get_method(method)
+    except BenchError:
+        return []
+    problems = []
+    variants = tuple(getattr(cls, "choices", {}).get("variant", ()))
+    if variants and variant not in variants:
+        problems.append(f"variant {variant!r} of {method} not one of {variants}")
+    elif not variants and variant:
+        problems.append(f"method {method} has no variant, but the row names {variant!r} "
+                        "(leave it empty)")
+    recipes = published_recipes()
+    if recipe not in recipes:
+        problems.append(f"recipe {recipe!r} not one of {recipes} (bench/conf/trainer)")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -33,6 +67,7 @@ class PublishedProblem:
 def check_rows(table: pd.DataFrame) -> list[PublishedProblem]:
     """Every row whose protocol, step, column, convention or value does not make sense."""
     from protocols import get_protocol
+    from protocols.registry import canonical_name
 
     problems = []
     for index, row in table.iterrows():
@@ -40,7 +75,7 @@ def check_rows(table: pd.DataFrame) -> list[PublishedProblem]:
         if row["mode"] not in MODES:
             problems.append(PublishedProblem(line, f"mode {row['mode']!r} not one of {MODES}"))
             continue
-        name = f"{row['dataset']}-{row['setting']}"
+        name = canonical_name(str(row["dataset"]), str(row["setting"]), str(row["mode"]))
         try:
             protocol = get_protocol(name)
         except BenchError:
@@ -57,6 +92,9 @@ def check_rows(table: pd.DataFrame) -> list[PublishedProblem]:
                                                    f"of {CONVENTIONS}"))
         if not 0.0 <= float(row["value"]) <= 100.0:
             problems.append(PublishedProblem(line, f"value {row['value']} is not a % mIoU"))
+        problems += [PublishedProblem(line, reason) for reason in
+                     method_problems(str(row["method"]), str(row["variant"]),
+                                     str(row["recipe"]))]
     return problems
 
 
