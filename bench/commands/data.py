@@ -1,5 +1,10 @@
 """`bench data check --dataset NAME [--data-root PATH] [--deep]`: validate a layout, every image
-and label file (header and end; every pixel with --deep) and the label values."""
+and label file (header and end; every pixel with --deep) and the label values.
+
+`bench data import-splits --dataset ade|voc --root PATH --from RELEASE_DATA`: import the
+reference releases' per-step training lists (MiB's / SDR's `data/<dataset>/<task>/train-<step>.npy`),
+validated against the dataset, as this project's plain split files (bench.data.reference_splits).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--deep", action="store_true",
                        help="decode every image and label file completely (slower)")
     check.set_defaults(handler=run_check)
+    splits = actions.add_parser(
+        "import-splits", help="import MiB's / SDR's per-step training lists (data/<dataset>/"
+                              "<task>/train-<step>.npy): ADE partitions, VOC reference sets")
+    splits.add_argument("--dataset", required=True, choices=REAL_DATASETS + SYNTH_DATASETS)
+    splits.add_argument("--data-root", "--root", dest="data_root", default=None)
+    splits.add_argument("--from", dest="source", required=True,
+                        help="a release's data/ folder (or data/<dataset>/, or the release root)")
+    splits.set_defaults(handler=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.data.reference_splits import import_reference
+
+    source = resolve_source(args.dataset, args.data_root)
+    written = import_reference(source.index(), Path(args.source).expanduser(), source.kind)
+    print(f"ok: {len(written)} split files written for {source.describe()}; the protocols above "
+          "now train on these lists")
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -42,7 +42,8 @@ class DataSource:
 
     def index(self, log: Callable[[str], None] = print,
               cache_dir: Path | None = None) -> SplitIndex:
-        return SplitIndex(self.root, self.samples, self.num_labels, cache_dir=cache_dir, log=log)
+        return SplitIndex(self.root, self.samples, self.num_labels, cache_dir=cache_dir, log=log,
+                          synthetic=self.synthetic)
 
     def describe(self) -> str:
         what = "embedded synthetic dataset" if self.synthetic else "dataset"

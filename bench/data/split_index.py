@@ -29,6 +29,8 @@ import numpy as np
 
 from bench.data.images import label_histogram
 from bench.data.layouts import Sample
+from bench.data.reference_splits import greedy_partition, missing_partition, read_imported
+from bench.errors import BenchError
 from bench.store.atomic import write_atomic, write_text_atomic
 from protocols.protocol import Protocol
 from protocols.rules import RULES_VERSION, test_mask, train_mask
@@ -99,13 +101,16 @@ class SplitIndex:
 
     def __init__(self, root: Path, samples_of: Callable[[str], list[Sample]], num_labels: int,
                  cache_dir: Path | None = None, log: Callable[[str], None] = print,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, synthetic: bool = False) -> None:
         self.root = root
         self.samples_of = samples_of
         self.num_labels = num_labels
         self.cache_dir = cache_dir or cache_dir_for(root)
         self.log = log
         self.workers = workers
+        # the embedded data's ADE partition is computed (MiB's greedy rule), a real one imported
+        self.synthetic = synthetic
+        self._partitions: dict[str, list[list[int]]] = {}
         self._presence: dict[str, tuple[list[Sample], np.ndarray, str]] = {}
         self._hashes: dict[str, dict[str, int]] = {}
         self._selected: dict[tuple[str, int, str], list[Sample]] = {}
@@ -160,6 +165,10 @@ class SplitIndex:
 
     def _select(self, protocol: Protocol, step: int, split: str) -> list[Sample]:
         samples, matrix, print_ = self.presence(split)
+        if split == "train":
+            chosen = self._reference(protocol, step, samples, matrix, print_)
+            if chosen is not None:
+                return chosen
         path = self.cache_dir / "splits" / protocol.name / f"{split}-step{step}.txt"
         header = f"# css-bench split: rules v{RULES_VERSION}, files {print_}"
         cached = self._load_split(path, header)
@@ -170,6 +179,27 @@ class SplitIndex:
         chosen = [samples[i] for i in np.flatnonzero(rule(matrix, protocol, step))]
         write_text_atomic(path, "\n".join([header, *(s.name for s in chosen)]) + "\n")
         return chosen
+
+    def _reference(self, protocol: Protocol, step: int, samples: list[Sample],
+                   matrix: np.ndarray, print_: str) -> list[Sample] | None:
+        """The training list of a step from imported reference files, or for a partition
+        protocol of the embedded data the greedy partition; None where the rules select."""
+        imported = read_imported(self.cache_dir, protocol.name, step, print_)
+        if imported is not None:
+            by_name = {s.name: s for s in samples}
+            unknown = [name for name in imported if name not in by_name]
+            if unknown:
+                raise BenchError(f"the imported split of {protocol.name} step {step} names "
+                                 f"{unknown[0]!r}, which {self.root} does not hold; re-import "
+                                 "with `bench data import-splits`")
+            return [by_name[name] for name in imported]
+        if protocol.mode != "partition":
+            return None
+        if not self.synthetic:
+            raise missing_partition(protocol, self.root)
+        if protocol.name not in self._partitions:
+            self._partitions[protocol.name] = greedy_partition(matrix, protocol)
+        return [samples[i] for i in self._partitions[protocol.name][step]]
 
     def _load_split(self, path: Path, header: str) -> list[str] | None:
         if not path.is_file():
