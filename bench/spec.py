@@ -206,7 +206,8 @@ class RunSpec:
             "format": SPEC_FORMAT,
             "protocol": self.protocol.to_dict(),
             "method": {"name": self.method, "params": self.params,
-                       "step0": recipe_of(self.method_class).identity()},
+                       "step0": recipe_of(self.method_class).identity(
+                           self.method_class.step0_records)},
             "seed": self.seed,
             "recipe": {"name": self.recipe_name,
                        "steps": [r.identity() for r in self.recipes]},

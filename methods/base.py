@@ -230,6 +230,8 @@ class Method(Learner):
       hyperparameters that differ there (first match wins);
     - `step0`: the name of the step-0 recipe (methods/step0.py), which learns step 0; methods
       naming the same recipe share one cached step 0;
+    - `step0_records`: names of the step-0 recorders whose record the method reads (part of its
+      run identity; see `Step0Recipe.identity`);
     - `recipe`: the trainer recipe of the paper whose numbers the method reproduces, used on
       real data when no `trainer=` is given; `real_model`: the model used on real data;
     - `uses_old_model`: whether the engine must run the previous model on each batch.
@@ -242,6 +244,7 @@ class Method(Learner):
     choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     per_protocol: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     step0: ClassVar[str] = "ce"
+    step0_records: ClassVar[tuple[str, ...]] = ()
     recipe: ClassVar[str] = "mib"
     real_model: ClassVar[str] = "r101"
 
@@ -336,9 +339,13 @@ class Step0Recipe(Learner):
         self.active = [recorder(protocol) for recorder in self.recorders]
 
     @classmethod
-    def identity(cls) -> dict[str, Any]:
+    def identity(cls, records: Iterable[str] | None = None) -> dict[str, Any]:
+        """Name, version and recorders (all of them, the step-0 cache's key; or only `records`,
+        the ones a method reads: a recorder another method needs changes no other run)."""
+        kept = None if records is None else set(records)
         return {"name": cls.name, "version": cls.version,
-                "records": {r.name: r.version for r in cls.recorders}}
+                "records": {r.name: r.version for r in cls.recorders
+                            if kept is None or r.name in kept}}
 
     def loss(self, inputs: LossInputs) -> dict[str, Tensor]:
         terms = self.step0_loss(inputs)

@@ -66,7 +66,15 @@ import torch
 from torch import Tensor
 
 from bench.errors import BenchError
-from methods.base import SINGLE, GlobalBatch, LossInputs, Method, StepContext
+from methods.base import (
+    IGNORE_INDEX,
+    SINGLE,
+    GlobalBatch,
+    LossInputs,
+    Method,
+    Recorder,
+    StepContext,
+)
 from methods.losses import (
     class_means,
     downsample_labels,
@@ -77,6 +85,7 @@ from methods.losses import (
 )
 from methods.mib import UnbiasedLosses
 from methods.registry import register
+from methods.step0 import register_recorder
 from protocols.protocol import Protocol
 
 SPARSITY_EPS = 1e-15  # the release's eps for the ratio's denominator and the class maximum
@@ -132,11 +141,16 @@ def repulsion(features: Tensor, labels: Tensor, classes: Sequence[int],
     if len(classes) < 2:
         return features.new_zeros(())
     means, _ = class_means(features, labels, max(classes) + 1, batch)
-    means = means[torch.tensor(list(classes), device=features.device)]
+    return inverse_distance_mean(means[torch.tensor(list(classes), device=features.device)])
+
+
+def inverse_distance_mean(means: Tensor) -> Tensor:
+    """The mean over ordered pairs i != j of rows of 1 / ||m_i - m_j||_2, pairs at zero distance
+    dropped; 0 when none is left."""
     squared = (means[:, None] - means[None]).pow(2).sum(dim=-1)
-    distinct = ~torch.eye(len(classes), dtype=torch.bool, device=features.device) & (squared > 0)
+    distinct = ~torch.eye(len(means), dtype=torch.bool, device=means.device) & (squared > 0)
     if not bool(distinct.any()):
-        return features.new_zeros(())
+        return means.new_zeros(())
     return squared[distinct].sqrt().reciprocal().mean()
 
 
@@ -150,10 +164,158 @@ def sparsity(features: Tensor, labels: Tensor, num_classes: int,
         0, pixel_classes, pixels.amax(dim=1), reduce="amax", include_self=False)
     class_max = batch.max(class_max[:num_classes])
     g = pixels / (class_max[torch.where(valid, pixel_classes, 0)] + SPARSITY_EPS)[:, None]
+    # unlabelled pixels are left out; zeroed before exp so that they make no inf * 0 = NaN
+    g = torch.where(valid[:, None], g, torch.zeros_like(g))
     summed = g.sum(dim=1)
     keep = valid & (summed > 0)
     ratio = g.exp().sum(dim=1) / (torch.where(keep, summed, 1.0) + SPARSITY_EPS)
     return batch.average((ratio * keep).sum(), keep.sum())
+
+
+# ----- variant=release: the LTTM/SDR release's last commit, computed as it computes it ----------
+def release_class_rows(features: Tensor, labels: Tensor, label: int) -> Tensor:
+    """F x N: the features of `label`'s N pixels as LTTM/SDR gathers them (utils/loss.py
+    `FeaturesClusteringSeparationLoss.forward`, train.py `Trainer._update_running_stats`): a
+    boolean mask over (B, F, h, w) flattens image by image and, within an image, channel by
+    channel, then `.view(F, -1)` cuts that sequence into F rows of N. Row r is channel r only
+    when the class is in a single image; otherwise rows mix channels of several images."""
+    mask = (labels == label)[:, None].expand_as(features)
+    return features[mask].view(features.shape[1], -1)
+
+
+def release_pixel_rows(features: Tensor, labels: Tensor, label: int) -> Tensor:
+    """N x F: the same gather cut by `.view(-1, F)` (utils/loss.py
+    `DistillationEncoderPrototypesLoss.forward`): rows of F consecutive values of one channel's
+    pixels, which mixes pixels for a channel and channels for a row even within one image."""
+    mask = (labels == label)[:, None].expand_as(features)
+    return features[mask].view(-1, features.shape[1])
+
+
+def release_updated_classes(labels: Tensor, mode: str, step: int) -> list[int]:
+    """The labels whose prototypes a batch updates (train.py `Trainer._update_running_stats`):
+    the sorted labels present, without the first one in overlap or at incremental steps of the
+    other modes but sequential (meant to drop background; it drops the smallest class when a
+    batch has no background), without 255 when last. The release ran ADE's partition without
+    `--overlap` (its files sit in data/ade/<task>/, not <task>-ov), so `partition` counts as
+    disjoint. An empty list where the release would fail indexing an empty tensor."""
+    present = torch.unique(labels)
+    if mode == "overlap" or (mode != "sequential" and step > 0):
+        present = present[1:]
+    if len(present) and int(present[-1]) == IGNORE_INDEX:
+        present = present[:-1]
+    return [int(c) for c in present]
+
+
+def release_prototype_sums(features: Tensor, labels: Tensor, classes: Sequence[int],
+                           num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per class of `classes`: the row sums of `release_class_rows` (F) and its pixel count, as
+    float64 (num_classes x F, num_classes); sum / count is the release's running mean."""
+    sums = features.new_zeros((num_classes, features.shape[1]), dtype=torch.float64)
+    counts = features.new_zeros(num_classes, dtype=torch.float64)
+    for label in classes:
+        rows = release_class_rows(features, labels, label).double()
+        sums[label] = rows.sum(dim=-1)
+        counts[label] = rows.shape[1]
+    return sums, counts
+
+
+def release_matching(features: Tensor, targets: Tensor, prototypes: Tensor) -> Tensor:
+    """utils/loss.py `DistillationEncoderPrototypesLoss.forward` with loss_de_prototypes_sumafter
+    (set for SDR by argparser.py `modify_command_options`): for each class c >= 1 in `targets`,
+    MSE(mean over the rows of `release_pixel_rows`, p_c) / (number of such classes), summed; a
+    class without prototype matches the zero vector the release initialises (run.py)."""
+    present = [c for c in torch.unique(targets).tolist() if c != 0]
+    total = features.new_zeros(())
+    for label in present:
+        current = release_pixel_rows(features, targets, label).mean(dim=0)
+        total = total + (current - prototypes[label]).pow(2).mean() / len(present)
+    return total
+
+
+def release_attraction(features: Tensor, labels: Tensor, prototypes: Tensor) -> Tensor:
+    """utils/loss.py `FeaturesClusteringSeparationLoss.forward` (lfc_nobgr off): for every
+    labelled class present, in label order, add MSE(`release_class_rows`, p_c) and then divide
+    the running total by the number of classes (inside the loop: the first class is divided
+    once per class); NaN becomes 0 (train.py `Trainer.train`)."""
+    present = [c for c in torch.unique(labels).tolist() if c != IGNORE_INDEX]
+    total = features.new_zeros(())
+    for label in present:
+        rows = release_class_rows(features, labels, label)
+        total = (total + (rows - prototypes[label][:, None]).pow(2).mean()) / len(present)
+    return torch.nan_to_num(total, nan=0.0)
+
+
+def release_repulsion(features: Tensor, labels: Tensor) -> Tensor:
+    """The same function's separation term: the mean over ordered pairs of labelled classes
+    present of 1 / ||m_i - m_j||, m_c the row means of `release_class_rows` (with gradient);
+    infinite terms (i = j, equal means) dropped; 0 when none is left."""
+    present = [c for c in torch.unique(labels).tolist() if c != IGNORE_INDEX]
+    if len(present) < 2:
+        return features.new_zeros(())
+    means = torch.stack([release_class_rows(features, labels, c).mean(dim=-1) for c in present])
+    return inverse_distance_mean(means)
+
+
+def release_sparsity(features: Tensor, labels: Tensor) -> Tensor:
+    """utils/loss.py `FeaturesSparsificationLoss.forward` with max_maskedforclass, exponential,
+    ratio (argparser.py for SDR): every label present (255 too) is a class whose pixels are
+    divided by its maximum over pixels and channels + 1e-15, except a batch holding background
+    only, whose normalised features stay zero and whose loss is 0; otherwise the mean over ALL
+    pixels of sum_k exp(g_k) / (sum_k g_k + 1e-15) (a pixel with g = 0 gives F * 1e15)."""
+    classes = torch.unique(labels).tolist()
+    if classes[-1] == 0:
+        classes = classes[:-1]
+    normalised = torch.zeros_like(features)
+    for label in classes:
+        mask = (labels == label)[:, None]
+        class_max = features[mask.expand_as(features)].max()
+        normalised = normalised + features / (class_max + SPARSITY_EPS) * mask.to(features.dtype)
+    if not bool(normalised.sum() > 0):
+        return features.new_zeros(())
+    ratio = normalised.exp().sum(dim=1) / (normalised.sum(dim=1) + SPARSITY_EPS)
+    return ratio.mean()
+
+
+class ReleasePrototypes(Recorder):
+    """The release's step-0 prototypes: `release_updated_classes` and `release_prototype_sums`
+    of every step-0 training batch, with the features of the model being trained (as LTTM/SDR's
+    step 0, run with --loss_de_prototypes 1 for this only: its README). Recorded by the shared
+    `ce` step 0, so SDR keeps sharing it; data-parallel ranks sum their slices' sums."""
+
+    name = "sdr-release-prototypes"
+    version = 1
+
+    def __init__(self, protocol: Protocol) -> None:
+        super().__init__(protocol)
+        self.sums: Tensor | None = None
+        self.counts: Tensor | None = None
+
+    def observe(self, inputs: LossInputs) -> None:
+        if inputs.output.encoder is None:
+            return
+        features = inputs.features.detach().float()
+        labels = downsample_labels(inputs.labels, tuple(features.shape[-2:]))
+        classes = release_updated_classes(labels, self.protocol.mode, 0)
+        num_classes = len(self.protocol.class_order)
+        sums, counts = release_prototype_sums(features, labels, classes, num_classes)
+        both = inputs.batch.sum(torch.cat([sums, counts[:, None]], dim=1))
+        if self.sums is None or self.counts is None:
+            self.sums, self.counts = both[:, :-1].clone(), both[:, -1].clone()
+        else:
+            self.sums += both[:, :-1].to(self.sums.device)
+            self.counts += both[:, -1].to(self.counts.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.sums is None or self.counts is None:
+            return {}
+        return {"sums": self.sums.cpu().clone(), "counts": self.counts.cpu().clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sums = state["sums"].double() if state else None
+        self.counts = state["counts"].double() if state else None
+
+
+register_recorder("ce", ReleasePrototypes)
 
 
 @register
@@ -170,6 +332,7 @@ class SDR(UnbiasedLosses, Method):
                "variant": "release: LTTM/SDR's last commit (its published numbers); paper: the "
                           "paper's definitions (see the module docstring)"}
     choices = {"variant": ("release", "paper")}
+    step0_records = (ReleasePrototypes.name,)
     recipe = "sdr"  # SDR's own recipe (batch 8 / lr 1e-3 on VOC): its paper's numbers use it
     uses_old_model = True
 
@@ -186,16 +349,20 @@ class SDR(UnbiasedLosses, Method):
         the global pixel count of every class below `num_classes`."""
         sums, counts = global_class_sums(features.detach().float(), labels, num_classes,
                                          lambda both: reduce(both.double()))
+        self.add_sums(sums, counts, channels)
+        return counts
+
+    def add_sums(self, sums: Tensor, counts: Tensor, rows: Sequence[int]) -> None:
+        """Add class sums and counts (rows indexed by channel) of `rows` to the prototypes'."""
         if self.sums is None or self.counts is None:
             classes = len(self.protocol.class_order)
             self.sums = sums.new_zeros((classes, sums.shape[1]))
             self.counts = counts.new_zeros(classes)
         self.sums = self.sums.to(sums.device)
         self.counts = self.counts.to(sums.device)
-        rows = torch.tensor(list(channels), device=sums.device)
-        self.sums[rows] += sums[rows]
-        self.counts[rows] += counts[rows]
-        return counts
+        index = torch.tensor(list(rows), dtype=torch.long, device=sums.device)
+        self.sums[index] += sums[index]
+        self.counts[index] += counts[index]
 
     def prototypes(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """(classes x F prototypes as `like`'s dtype/device, bool: whether each one exists)."""
@@ -221,8 +388,18 @@ class SDR(UnbiasedLosses, Method):
 
     def on_step_end(self, context: StepContext) -> None:
         super().on_step_end(context)
-        if context.step == 0:
+        if context.step != 0:
+            return
+        if self.params["variant"] == "paper":
             self.step0_prototypes(context)
+            return
+        record = (context.step0_record or {}).get(ReleasePrototypes.name)
+        if not record:
+            raise BenchError(f"{self.name} (variant=release) needs the prototypes step 0 "
+                             "accumulated while training, which this step 0 did not record; "
+                             "rerun step 0 (its cache predates the record) or use "
+                             "method.variant=paper")
+        self.sums, self.counts = record["sums"].double(), record["counts"].double()
 
     def state_dict(self) -> dict[str, Any]:
         if self.sums is None or self.counts is None:
@@ -242,6 +419,8 @@ class SDR(UnbiasedLosses, Method):
     # ----- loss -----------------------------------------------------------------------------
     def loss(self, inputs: LossInputs) -> dict[str, Tensor]:
         self.prototypes(inputs.features)  # fails early, before accumulating, without step 0's
+        if self.params["variant"] == "release":
+            return self.release_loss(inputs)
         terms = self.unbiased_terms(inputs)
         old_logits = require_old_logits(inputs)
         batch = inputs.batch
@@ -263,4 +442,31 @@ class SDR(UnbiasedLosses, Method):
         terms["repulsion"] = weights["repulsion_weight"] * repulsion(
             features, labels, present, batch)
         terms["sparsity"] = weights["sparsity_weight"] * sparsity(features, labels, seen, batch)
+        return terms
+
+    def release_loss(self, inputs: LossInputs) -> dict[str, Tensor]:
+        """The release's terms (train.py `Trainer.train`): prototypes updated with this batch
+        first (`release_updated_classes`: in sequential mode background and old classes too),
+        then matching, attraction over every labelled class present, repulsion, sparsity.
+        Statistics are those of this rank's slice, as each process of the release computes
+        them; the prototype sums alone are summed over ranks (every rank holds the same)."""
+        terms = self.unbiased_terms(inputs)
+        old_logits = require_old_logits(inputs)
+        features = inputs.features.float()
+        labels = downsample_labels(inputs.labels, tuple(features.shape[-2:]))
+        classes = release_updated_classes(labels, self.protocol.mode, inputs.step)
+        sums, counts = release_prototype_sums(features.detach(), labels, classes,
+                                              len(self.protocol.class_order))
+        both = inputs.batch.sum(torch.cat([sums, counts[:, None]], dim=1))
+        self.add_sums(both[:, :-1], both[:, -1], range(len(self.protocol.class_order)))
+        prototypes, _ = self.prototypes(features)
+        targets = old_class_targets(labels, old_logits, old_logits.shape[1],
+                                    self.protocol.mode == "sequential")
+        weights = self.params
+        terms["matching"] = weights["matching_weight"] * release_matching(
+            features, targets, prototypes)
+        terms["attraction"] = weights["attraction_weight"] * release_attraction(
+            features, labels, prototypes)
+        terms["repulsion"] = weights["repulsion_weight"] * release_repulsion(features, labels)
+        terms["sparsity"] = weights["sparsity_weight"] * release_sparsity(features, labels)
         return terms

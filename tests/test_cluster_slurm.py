@@ -246,7 +246,9 @@ def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_
 
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     monkeypatch.setenv("CSS_BENCH_CACHE", str(cache))
-    calm = ("trainer.lr=0.001", "trainer.lr_incremental=0.001")
+    # variant=paper: its every statistic is one of the global batch; the release variant's are
+    # per rank slice, as in the release's own processes (methods/sdr.py)
+    calm = ("trainer.lr=0.001", "trainer.lr_incremental=0.001", "method.variant=paper")
     single = tmp_path / "single"
     reference = reference_run("voc-15-5", "sdr", single,
                               environment(slurm, cache, OMP_NUM_THREADS="1"), *calm)

@@ -50,7 +50,11 @@ def crafted_batch(images: int) -> dict[str, torch.Tensor]:
 
 
 def method_with_state(name: str):
-    method = get_method(name)(VOC_15_5)
+    cls = get_method(name)
+    # SDR's variant=paper: every statistic is one of the global batch; the release variant's
+    # are per rank slice, as in the release's own processes (methods/sdr.py)
+    overrides = {"variant": "paper"} if "variant" in cls.defaults else {}
+    method = cls(VOC_15_5, cls.resolve_params("voc-15-5", overrides))
     if name.startswith("sdr"):
         generator = torch.Generator().manual_seed(3)
         counts = torch.zeros(21, dtype=torch.float64)

@@ -138,10 +138,11 @@ def test_ilt_adds_feature_distillation():
 
 
 def test_mib_kd_weight_per_setting_uses_exact_keys():
+    # 100 on 15-1 only (fcdl94/MiB#22, #43); 10-1 has no source for it and keeps 10
     mib = get_method("mib")
     weight = {name: mib(get_protocol(name)).params["kd_weight"]
               for name in ("voc-15-1", "voc-15-1-disjoint", "voc-10-1", "voc-10-10", "voc-15-5")}
-    assert weight == {"voc-15-1": 100, "voc-15-1-disjoint": 100, "voc-10-1": 100,
+    assert weight == {"voc-15-1": 100, "voc-15-1-disjoint": 100, "voc-10-1": 10,
                       "voc-10-10": 10, "voc-15-5": 10}
 
 
@@ -208,8 +209,15 @@ STEP0_FEATURES = torch.tensor([[[[1.0, 2.0]], [[10.0, 20.0]]], [[[5.0, 7.0]], [[
 STEP0_LABELS = torch.tensor([[[1, 0]], [[1, 2]]])
 
 
+def paper_sdr(method: str = "sdr") -> SDR:
+    """SDR with the paper's definitions (variant=paper), which the tests below compute by hand;
+    tests/test_sdr_release.py pins the release variant."""
+    cls = get_method(method)
+    return cls(VOC_15_5, cls.resolve_params("voc-15-5", {"variant": "paper"}))
+
+
 def sdr_after_step0(batches=None, method: str = "sdr") -> SDR:
-    sdr = get_method(method)(VOC_15_5)
+    sdr = paper_sdr(method)
     batches = [(STEP0_FEATURES, STEP0_LABELS)] if batches is None else batches
     sdr.on_step_end(context_for(IdentityEncoder(), 0, batches=batches))
     return sdr
@@ -230,7 +238,7 @@ def test_sdr_step0_prototypes_from_one_pass_and_carried_in_state():
         prototypes, known = sdr.prototypes(torch.zeros(()))
         assert torch.equal(prototypes[:3], torch.tensor([[2.0, 20.0], [3.0, 30.0], [7.0, 70.0]]))
         assert known[:3].all() and not known[3:].any()
-    clone = get_method("sdr")(VOC_15_5)
+    clone = paper_sdr()
     clone.load_state_dict(sdr.state_dict())
     assert torch.equal(clone.prototypes(torch.zeros(()))[0], prototypes)
     assert torch.equal(sdr.state_dict()["counts"][:3], torch.tensor([1.0, 2.0, 1.0],
@@ -259,7 +267,7 @@ def test_sdr_running_prototypes_of_new_classes_summed_over_ranks_per_batch():
     assert known[16] and not known[17]
     # a batch's class sums go through the global batch's sum (here: two ranks that saw the
     # same slice): this step's rows double, old rows stay, the running mean is unchanged
-    doubled = get_method("sdr")(VOC_15_5)
+    doubled = paper_sdr()
     doubled.load_state_dict(sdr_after_step0().state_dict())
     twice = GlobalBatch(sum=lambda t: 2 * t)
     for step_inputs in (incremental_inputs(features, labels, torch.zeros_like(labels)),
@@ -347,7 +355,7 @@ def crafted_step1(seed: int = 0) -> LossInputs:
 
 
 def sdr_with_prototypes(method: str = "sdr") -> SDR:
-    sdr = get_method(method)(VOC_15_5)
+    sdr = paper_sdr(method)
     sums = torch.rand(21, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     counts = torch.zeros(21, dtype=torch.float64)
     counts[:16] = 1.0

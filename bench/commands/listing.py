@@ -60,7 +60,10 @@ def method_lines(pattern: str = "*") -> list[str]:
             lines.append(f"{indent}hyperparameters: none")
         for key, value in method.defaults.items():
             source = method.sources.get(key)
-            lines.append(f"{indent}{key} = {value}" + (f"  [{source}]" if source else ""))
+            allowed = method.choices.get(key)
+            text = (f"{key}: {' | '.join(map(str, allowed))} (default {value})" if allowed
+                    else f"{key} = {value}")
+            lines.append(f"{indent}{text}" + (f"  [{source}]" if source else ""))
         for protocol_glob, values in method.per_protocol.items():
             changed = ", ".join(f"{k}={v}" for k, v in values.items())
             lines.append(f"{indent}on {protocol_glob}: {changed}")
