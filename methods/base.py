@@ -181,10 +181,13 @@ def parameter_view(model: torch.nn.Module) -> Mapping[str, Tensor]:
 
 
 def cross_entropy(inputs: LossInputs) -> Tensor:
-    """Cross-entropy over all current channels, 255 ignored, mean over labelled pixels."""
+    """Cross-entropy over all current channels, mean over ALL pixels with 255 pixels counted
+    as 0, as the releases average it (fcdl94/MiB and LTTM/SDR train.py `Trainer.train`: the
+    criterion with reduction='none', then `.mean()`). Only labels holding 255 (sequential
+    mode's void) make this differ from the mean over labelled pixels."""
     per_pixel = F.cross_entropy(inputs.logits, inputs.labels, ignore_index=IGNORE_INDEX,
                                 reduction="none")
-    return inputs.batch.average(per_pixel.sum(), (inputs.labels != IGNORE_INDEX).sum())
+    return inputs.batch.mean(per_pixel)
 
 
 class Learner:

@@ -45,9 +45,10 @@ def unbiased_cross_entropy(logits: Tensor, labels: Tensor, old_channels: int,
     """MiB's unbiased cross-entropy: background means "background or any old class".
 
     log p_0 = logsumexp_{c < C_old} z_c - logsumexp_c z_c, log p_c = z_c - logsumexp z for the
-    new channels; NLL with 255 ignored, mean over labelled pixels. Labels of old channels
-    (c < C_old, which only sequential mode keeps) are mapped to 0, as in MiB. With C_old = 1 it
-    is the plain cross-entropy.
+    new channels; NLL with 255 pixels counted as 0, mean over ALL pixels (the releases'
+    reduction='none' then `.mean()`, fcdl94/MiB train.py `Trainer.train`). Labels of old
+    channels (c < C_old, which only sequential mode keeps) are mapped to 0, as in MiB. With
+    C_old = 1 it is the plain cross-entropy.
     """
     denominator = torch.logsumexp(logits, dim=1, keepdim=True)
     log_probs = logits - denominator
@@ -55,7 +56,7 @@ def unbiased_cross_entropy(logits: Tensor, labels: Tensor, old_channels: int,
     log_probs = torch.cat([log_background, log_probs[:, 1:]], dim=1)
     targets = torch.where(labels < old_channels, torch.zeros_like(labels), labels)
     per_pixel = F.nll_loss(log_probs, targets, ignore_index=IGNORE_INDEX, reduction="none")
-    return batch.average(per_pixel.sum(), (labels != IGNORE_INDEX).sum())
+    return batch.mean(per_pixel)
 
 
 def unbiased_knowledge_distillation(logits: Tensor, old_logits: Tensor,
@@ -79,13 +80,15 @@ def unbiased_knowledge_distillation(logits: Tensor, old_logits: Tensor,
 def one_hot_bce(logits: Tensor, labels: Tensor, batch: GlobalBatch = SINGLE) -> Tensor:
     """iCaRL-style classification: binary cross-entropy with logits against one-hot targets.
 
-    Summed over channels, averaged over labelled pixels (255 pixels are left out).
+    Summed over channels, averaged over ALL pixels with 255 pixels counted as 0, as the
+    releases average it (fcdl94/MiB utils/loss.py `BCEWithLogitsLossWithIgnoreIndex` with
+    reduction='none' returns 0 there, then train.py `Trainer.train` takes `.mean()`).
     """
     labelled = labels != IGNORE_INDEX
     safe = torch.where(labelled, labels, torch.zeros_like(labels))
     targets = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     per_pixel = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
-    return batch.average((per_pixel * labelled).sum(), labelled.sum())
+    return batch.mean(per_pixel * labelled)
 
 
 def sigmoid_distillation(logits: Tensor, old_logits: Tensor,

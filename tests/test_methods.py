@@ -76,11 +76,13 @@ def test_unbiased_cross_entropy_by_hand():
     # [0, 0, ln2] label 0: -(lse(0, 0) - lse(0, 0, ln2)) = -(ln2 - ln4) = ln 2
     # [ln3, 0, 0] label 2: -(0 - ln(3 + 1 + 1)) = ln 5
     # [0, ln3, 0] label 1 (an old class, sequential mode) -> 0: -(ln4 - ln5) = ln(5/4)
-    # [9, 9, 9] label 255: ignored.   Mean = (ln2 + ln5 + ln(5/4)) / 3 = 0.8419095481027518
+    # [9, 9, 9] label 255: counts as 0 in a mean over all 4 pixels (the releases' averaging)
+    # Mean = (ln2 + ln5 + ln(5/4) + 0) / 4 = 0.6314321610770639
     logits = pixels([0.0, 0.0, LN2], [LN3, 0.0, 0.0], [0.0, LN3, 0.0], [9.0, 9.0, 9.0])
     labels = labels_row(0, 2, 1, 255)
     value = unbiased_cross_entropy(logits, labels, old_channels=2)
-    assert value.item() == pytest.approx(0.8419095481027518)
+    assert value.item() == pytest.approx((math.log(2) + math.log(5) + math.log(5 / 4)) / 4)
+    assert value.item() == pytest.approx(0.6314321610770639)
 
 
 def test_unbiased_cross_entropy_is_cross_entropy_without_old_classes():
@@ -88,7 +90,8 @@ def test_unbiased_cross_entropy_is_cross_entropy_without_old_classes():
     logits = torch.randn(2, 5, 3, 4, generator=generator)
     labels = torch.randint(0, 5, (2, 3, 4), generator=generator)
     labels[0, 0, :2] = 255
-    expected = F.cross_entropy(logits, labels, ignore_index=255)
+    # the releases' averaging: reduction='none' (255 pixels give 0), then the mean of all
+    expected = F.cross_entropy(logits, labels, ignore_index=255, reduction="none").mean()
     assert torch.allclose(unbiased_cross_entropy(logits, labels, old_channels=1), expected)
 
 
@@ -108,11 +111,12 @@ def test_unbiased_knowledge_distillation_by_hand():
 
 
 def test_one_hot_bce_and_sigmoid_distillation_by_hand():
-    # [0, 0] label 1: -ln(1 - s(0)) - ln s(0) = 2 ln2;  [5, -5] label 255: left out;
+    # [0, 0] label 1: -ln(1 - s(0)) - ln s(0) = 2 ln2;  [5, -5] label 255: 0;
     # [ln3, 0] label 0: -ln s(ln3) - ln(1 - s(0)) = ln(4/3) + ln2.
-    # Mean over the 2 labelled pixels = (3 ln2 + ln(4/3)) / 2 = 1.1835618070658083
+    # Mean over all 3 pixels (the releases' averaging) = (3 ln2 + ln(4/3)) / 3 = 0.7890412047
     logits = pixels([0.0, 0.0], [5.0, -5.0], [LN3, 0.0])
-    assert one_hot_bce(logits, labels_row(1, 255, 0)).item() == pytest.approx(1.1835618070658083)
+    assert one_hot_bce(logits, labels_row(1, 255, 0)).item() == pytest.approx(
+        (3 * math.log(2) + math.log(4 / 3)) / 3)
     # Distillation on C_old = 2 channels of one pixel, z = [ln3, 0, (new) 4], z_old = [0, ln3]:
     # channel 0: s(ln3) = 3/4 vs target s(0) = 1/2: -(1/2 ln 3/4 + 1/2 ln 1/4) = 0.8369...
     # channel 1: s(0) = 1/2: ln 2 whatever the target.  Mean over elements = 0.7650676986728906
