@@ -2,7 +2,26 @@
 of Sparse and Disentangled Latent Representations"), on the encoder features f (B x F x h x w,
 the backbone's last stage) with labels nearest-downsampled to (h, w).
 
-Terms of an incremental step (all already weighted):
+Two variants (hyperparameter `variant`, part of the run identity):
+- `release` (the default: what produced the paper's numbers): every term as the last commit of
+  LTTM/SDR computes it, quirks included; each function `release_*` below cites the release's
+  file and function. The quirks: the `.view(F, -1)` / `.view(-1, F)` gathers, the attraction
+  divided inside its loop, the prototypes the release updates (background never in overlap, old
+  classes and background at every sequential step) with zero vectors for missing ones, the
+  sparsity over every pixel with 255 normalised as a class, eps 1e-15 and 0 for an
+  all-background batch, and step-0 prototypes accumulated while step 0 trains (recorded by the
+  shared `ce` step 0: `ReleasePrototypes`). In sequential mode it therefore keeps updating the
+  background's and the old classes' prototypes and attracts every class present. Its latent
+  terms are statistics of each data-parallel rank's own slice, as in each process of the
+  release (only the prototype sums are summed over ranks): with several ranks they are not
+  those of the whole batch, unlike every other term of this project.
+- `paper`: the paper's definitions, the release's bugs fixed (below). In sequential mode it
+  keeps the paper's reading: prototypes of a class come from the step that learns it and are
+  frozen afterwards, and only background and the new classes are attracted, because a
+  prototype that keeps moving with the current model no longer anchors the old representation
+  the matching term distils towards.
+
+Terms of an incremental step with variant=paper (all already weighted):
 - unbiased_ce, unbiased_kd: MiB's, with kd weight 100 (MiB's classifier init is NOT used here;
   `sdr+mib` adds it);
 - matching: for each old class c >= 1 with a prototype, the pixels labelled background that the
@@ -35,12 +54,13 @@ written by rank 0 is the whole state. Every statistic of a batch (class means, c
 means over pixels) is one of the global batch (`GlobalBatch`), so a term has the same value on
 N ranks as on one process.
 
-Deviations from the paper:
+Deviations of variant=paper from the paper:
 - step-0 prototypes are computed after step 0, from the final step-0 model, by one pass over the
   step-0 training batches in eval mode under no_grad (the paper accumulates them during step-0
   training); sharing the cached plain-CE step 0 with ft/lwf/ilt/mib requires this.
 
-Deviations from the public release (the paper's definitions are implemented instead):
+Deviations of variant=paper from the public release (the paper's definitions instead; these
+are what variant=release reproduces):
 - class features are gathered as TRUE per-channel means (mask-weighted sums / counts); the release
   gathers with a boolean mask then `.view(F, -1)` (prototypes, attraction), which mixes channels
   as soon as a class is in more than one image, or `.view(-1, F)` (matching), which mixes them
