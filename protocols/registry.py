@@ -30,13 +30,10 @@ _NAME = re.compile(
 
 
 # The settings with a partition protocol: those whose image partition MiB ships
-# (fcdl94/MiB data/ade/<task>/train-<step>.npy: tasks 100-50, 100-10 and 50, i.e. 50-50; the
-# b-order tasks 100-50b, 100-10b and 50b use orders this project does not define). No file exists
-# for 100-5, so it has no partition protocol.
-PARTITION_SETTINGS: dict[str, tuple[str, ...]] = {"ade": ("100-50", "100-10", "50-50")}
-# MiB's folder name of each partitioned setting (tasks.py `tasks_ade` keys)
-REFERENCE_TASKS: dict[str, dict[str, str]] = {"ade": {"100-50": "100-50", "100-10": "100-10",
-                                                      "50-50": "50"}}
+# (fcdl94/MiB data/ade/<task>/train-<step>.npy: tasks 100-50, 100-10, 50 (= 50-50) and their
+# b orders 100-50b, 100-10b, 50b). No file exists for 100-5 or the c orders: no partition there.
+PARTITION_SETTINGS: dict[str, tuple[str, ...]] = {
+    "ade": ("100-50", "100-10", "50-50", "100-50b", "100-10b", "50-50b")}
 
 
 def has_mode(dataset: str, setting: str, mode: str) -> bool:

@@ -67,7 +67,8 @@ def test_steps_partition_the_label_set(name):
 
 def test_every_setting_in_every_mode_is_registered():
     names = set(protocol_names())
-    assert len(names) == 3 * (len(VOC_SPLITS) + len(ADE_SPLITS)) + 3  # + 3 ADE partitions
+    # + MiB's ADE orders b and c of 100-50, 100-10, 50-50 (3 modes) + 6 ADE partitions
+    assert len(names) == 3 * (len(VOC_SPLITS) + len(ADE_SPLITS) + 6) + 6
     for setting in VOC_SPLITS:
         assert {f"voc-{setting}", f"voc-{setting}-disjoint", f"voc-{setting}-sequential"} <= names
     for setting in ADE_SPLITS:
@@ -119,8 +120,24 @@ def test_step_out_of_range():
 
 def test_partition_protocols_are_the_ade_settings_with_reference_files():
     assert [n for n in protocol_names() if n.endswith("-partition")] == [
-        "ade-100-50-partition", "ade-100-10-partition", "ade-50-50-partition"]
+        "ade-100-50-partition", "ade-100-10-partition", "ade-50-50-partition",
+        "ade-100-50b-partition", "ade-100-10b-partition", "ade-50-50b-partition"]
     protocol = get_protocol("ade-100-50-partition")
     assert protocol.mode == "partition" and protocol.background_ignored_at_test
     with pytest.raises(BenchError, match="unknown protocol 'ade-100-50-partition@order=1'"):
         get_protocol("ade-100-50-partition@order=1")  # a reference partition has one order
+
+
+def test_mibs_ade_orders_b_and_c():
+    """fcdl94/MiB tasks.py `tasks_ade`: each step's classes as listed there (spot checks)."""
+    b = get_protocol("ade-100-10b")
+    assert b.step_sizes == (101, 10, 10, 10, 10, 10)
+    assert b.step_classes(1) == (11, 16, 50, 64, 66, 73, 89, 92, 145, 146)
+    assert b.step_classes(5) == (17, 20, 59, 68, 83, 94, 102, 122, 127, 137)
+    assert b.step_classes(0)[:8] == (0, 1, 3, 5, 6, 8, 9, 10)
+    c = get_protocol("ade-50-50c-disjoint")
+    assert c.step_sizes == (51, 50, 50) and c.step_classes(1)[:5] == (1, 6, 8, 9, 14)
+    assert get_protocol("ade-100-50b").step_classes(1)[:5] == (2, 4, 7, 11, 15)
+    assert get_protocol("ade-100-50c").step_classes(1)[-3:] == (145, 148, 150)
+    with pytest.raises(BenchError, match="unknown protocol 'ade-100-50c-partition'"):
+        get_protocol("ade-100-50c-partition")  # MiB ships no partition for the c orders

@@ -2,7 +2,8 @@
 this project's plain split files; and the seeded greedy partition of the embedded ADE data.
 
 The files (MiB, fcdl94/MiB, and SDR, LTTM/SDR, ship the same ones):
-- ADE: `data/ade/<task>/train-<step>.npy`, task `100-50`, `100-10`, `50` (= 50-50): a partition
+- ADE: `data/ade/<task>/train-<step>.npy`, task `100-50`, `100-10`, `50` (= 50-50) and the b
+  orders `100-50b`, `100-10b`, `50b` (= 50-50b): a partition
   of the training images, each image in exactly one step. An entry is an index into the training
   images sorted by file name (fcdl94/MiB dataset/ade.py `AdeSegmentation.__init__`:
   `sorted(os.listdir(images/training))`, the order `bench.data.layouts.AdeLayout` lists them);
@@ -49,7 +50,8 @@ class SplitIndexLike(Interface):
 # reference task folder -> (this project's setting, modes it stands for); `-ov` marks overlap
 VOC_TASKS: dict[str, str] = {"19-1": "19-1", "15-5": "15-5", "15-5s": "15-1", "10-10": "10-10",
                              "10-10s": "10-1", "offline": "offline"}
-ADE_TASKS: dict[str, str] = {"100-50": "100-50", "100-10": "100-10", "50": "50-50"}
+ADE_TASKS: dict[str, str] = {"100-50": "100-50", "100-10": "100-10", "50": "50-50",
+                             "100-50b": "100-50b", "100-10b": "100-10b", "50b": "50-50b"}
 
 
 @dataclass(frozen=True)
