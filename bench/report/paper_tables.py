@@ -36,10 +36,20 @@ ALIGN = ["l", "l", "l", "r", "l", "l", "l", "r"]
 COLUMN_ORDER = {"old": 0, "new": 1, "all": 2}
 
 
+def _setting_key(setting: str) -> tuple[tuple[int, str], ...]:
+    """`15-1` -> ((15, ''), (1, '')); `100-50b` -> ((100, ''), (50, 'b')); `offline` sorts
+    after the numbered settings."""
+    parts = []
+    for part in setting.split("-"):
+        digits = part.rstrip("abcdefghijklmnopqrstuvwxyz")
+        parts.append((int(digits) if digits else 10**9, part[len(digits):]))
+    return tuple(parts)
+
+
 def _row_order(table: pd.DataFrame) -> pd.DataFrame:
     keys = pd.DataFrame({
         "dataset": table["dataset"],
-        "setting": [tuple(int(x) for x in s.split("-")) for s in table["setting"]],
+        "setting": [_setting_key(s) for s in table["setting"]],
         "mode": [MODE_ORDER.index(m) for m in table["mode"]],
         "method": [method_key(m) for m in table["method"]],
         "variant": table["variant"],
