@@ -2,10 +2,11 @@
 segmentation by MiB's authors: sigmoid outputs everywhere, step 0 included.
 
 Classification: binary cross-entropy with logits against one-hot targets, summed over channels,
-mean over all pixels, 255 pixels counted as 0 (as the release). Distillation: BCE with logits of z[:, :C_old] against
-sigmoid(z_old), read as "mean over elements" (every pixel, 255 included, and every old channel),
-then multiplied by C_old, so that it is a per-pixel SUM over the old channels (the MiB release
-multiplies its mean-reduced BCE by the number of old channels for exactly that reason).
+mean over all pixels, 255 pixels counted as 0 (as the release). Distillation: BCE with logits
+of z[:, :C_old] against sigmoid(z_old), read as "mean over elements" (every pixel, 255
+included, and every old channel), then multiplied by C_old, so that it is a per-pixel SUM over
+the old channels (the MiB release multiplies its mean-reduced BCE by the number of old channels
+for exactly that reason).
 Because step 0 is trained with the BCE too, this method has its own step-0 recipe (`bce`).
 """
 

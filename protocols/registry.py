@@ -2,9 +2,9 @@
 
 Names: `<dataset>-<setting>[-<mode>][@order=<seed>]`, e.g. `voc-15-1` (overlapped, today's common
 convention), `voc-15-1-disjoint`, `ade-100-10-sequential`, `voc-15-1@order=3`,
-`ade-100-50-partition` (ADE only, the settings MiB ships reference files for: PARTITION_SETTINGS). An alternative class
-order permutes the non-background classes of the setting's order with a seeded generator, for
-order-robustness studies.
+`ade-100-50-partition` (ADE only, the settings MiB ships reference files for:
+PARTITION_SETTINGS). An alternative class order permutes the non-background classes of the
+setting's order with a seeded generator, for order-robustness studies.
 """
 
 from __future__ import annotations

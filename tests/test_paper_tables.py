@@ -53,7 +53,8 @@ def test_published_vs_reproduced_with_difference_and_not_run(tmp_path: Path) -> 
     assert f"| FT | 19-1 | overlap | 1 | all | sdr | mib | 90.0 | {all_mean:.1f} ± " in real_part
     assert f"(n=3) | {all_mean - 90:+.1f} |" in real_part
     # the mib number is compared with the mib score: foreground old = 100
-    assert "| FT | 19-1 | overlap | 1 | old | mib | mib | 99.0 | 100.0 ± 0.0 (n=3) | +1.0 |" in real_part
+    assert "| FT | 19-1 | overlap | 1 | old | mib | mib | 99.0 | 100.0 ± 0.0 (n=3) | +1.0 |" \
+        in real_part
     assert "| LwF | 19-1 | overlap | 1 | all | sdr | mib | 70.0 | not run |  |" in real_part
     assert "| FT | 15-1 | disjoint | 5 | all | sdr | mib | 5.6 | not run |  |" in real_part
     assert "synth" not in real_part  # synthetic runs never in a real-data column
@@ -65,7 +66,8 @@ def test_published_vs_reproduced_with_difference_and_not_run(tmp_path: Path) -> 
     assert "Other paper, table 9" in section(text, "## Other sources", "## Notes")
     # every source's numbers are shown beside synthetic runs too, in the marked section only
     other = synthetic_part.split("### Other paper, table 9 (synthetic runs)", 1)[1]
-    assert f"| LwF | 19-1 | overlap | 1 | all | sdr | mib | 71.0 | {lwf_all:.1f} (n=1, synth-voc" in other
+    assert f"| LwF | 19-1 | overlap | 1 | all | sdr | mib | 71.0 | {lwf_all:.1f} (n=1, synth-voc" \
+        in other
 
 
 def test_same_input_gives_a_byte_identical_file(tmp_path: Path) -> None:
@@ -146,9 +148,9 @@ def test_a_published_cell_is_compared_only_with_runs_of_its_variant(tmp_path: Pa
     for seed in (0, 1):
         write_run_19_1(real, correct_new=5, seed=seed, method="sdr", data=REAL_DATA)
     published = tmp_path / "published.csv"
-    published.write_text(PUBLISHED.splitlines()[0] + "\n"
-                         '"SDR paper, test chart",voc,19-1,overlap,sdr,1,new,50.0,sdr,,release,sdr\n'
-                         '"SDR paper, test chart",voc,19-1,overlap,sdr,1,new,40.0,sdr,,paper,sdr\n')
+    row = '"SDR paper, test chart",voc,19-1,overlap,sdr,1,new,{},sdr,,{},sdr\n'
+    published.write_text(PUBLISHED.splitlines()[0] + "\n" + row.format("50.0", "release")
+                         + row.format("40.0", "paper"))
     text = generate(tmp_path, "variant.md", real)
     assert "| SDR | 19-1 | overlap | 1 | new | sdr | sdr | 50.0 | 50.0 ± 0.0 (n=2) | +0.0 |" in text
     assert "| SDR (paper) | 19-1 | overlap | 1 | new | sdr | sdr | 40.0 | not run |  |" in text

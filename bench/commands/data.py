@@ -2,8 +2,9 @@
 and label file (header and end; every pixel with --deep) and the label values.
 
 `bench data import-splits --dataset ade|voc --root PATH --from RELEASE_DATA`: import the
-reference releases' per-step training lists (MiB's / SDR's `data/<dataset>/<task>/train-<step>.npy`),
-validated against the dataset, as this project's plain split files (bench.data.reference_splits).
+reference releases' per-step training lists (MiB's / SDR's
+`data/<dataset>/<task>/train-<step>.npy`), validated against the dataset, as this project's plain
+split files (bench.data.reference_splits).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@ the other sources' (the MiB paper's numbers as quoted, later methods).
 
 A published row (protocol, method, variant, recipe, step, column, convention) is matched with the
 seed summary of complete runs of exactly that protocol, method, variant and trainer recipe, scored
-in the same metric convention after the same step. Real-data runs fill the main section. Runs on the embedded synthetic dataset (or whose
-data set is not recorded) appear only in their own marked section: they are never comparable with
-a paper's number, so they never stand in a real-data column; there they are matched by protocol,
-method and variant (their recipe is the embedded one, never a paper's).
+in the same metric convention after the same step. Real-data runs fill the main section. Runs on
+the embedded synthetic dataset (or whose data set is not recorded) appear only in their own marked
+section: they are never comparable with a paper's number, so they never stand in a real-data
+column; there they are matched by protocol, method and variant (their recipe is the embedded
+one, never a paper's).
 
 The output is a pure function of its inputs: sorted rows, fixed number formats, no timestamps,
 no absolute paths beyond the runs roots as given, so regenerating it gives the same bytes.
@@ -137,7 +138,8 @@ def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
         "- *reproduced*: mean ± sample standard deviation over the seeds (n) of complete runs "
         "of exactly the number's protocol (setting and mode), method, variant (shown after the "
         "method's name where it is not the default) and trainer recipe (*recipe*), scored from "
-        "their confusion matrices in the number's metric convention, after the same step. Where a method has "
+        "their confusion matrices in the number's metric convention, after the same step. "
+        "Where a method has "
         "several configurations each is listed with its recipe and config hash (without the "
         "seed); they are never averaged together.",
         "- *Δ* = reproduced − published; *not run* = no complete run on real data.",
