@@ -12,6 +12,7 @@ from bench.commands import (
     data,
     listing,
     plot,
+    reproduce,
     run,
     status,
     sweep,
@@ -19,7 +20,7 @@ from bench.commands import (
 )
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data, sweep, status, aggregate, compare, plot, tables)
+COMMANDS = (run, config, listing, data, sweep, reproduce, status, aggregate, compare, plot, tables)
 
 
 def build_parser() -> argparse.ArgumentParser:
