@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "nothing")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="hydra overrides for every run, e.g. trainer.epochs=5")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, late_overrides=True)
 
 
 def print_list(published) -> None:

@@ -1,0 +1,190 @@
+"""`bench reproduce`: papers and tables from the published sources, cells -> runs (variant,
+recipe), one sweep with shared step 0s, the cost estimate, progress per table, and the embedded
+equivalent of a table run end to end with the debug executor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.errors import BenchError
+from bench.report.published import load_published
+from bench.reproduce.cells import RunRequest, cells_of, plan_cells
+from bench.reproduce.estimate import Estimate, figures_hours, pick_device
+from bench.reproduce.papers import find_paper, papers, paper_key, table_slug
+from tests.engine_helpers import TINY, bench
+
+# A crafted published file with the columns `variant` and `recipe` (empty: the method's own).
+# Table 1 of "tiny" is the smallest embedded reproduction: voc-19-1 (2 steps), FT and LwF,
+# which share one step 0; `cil` is not a method of the harness.
+PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,variant,recipe,notes
+"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,ft,1,all,50.0,sdr,,mib,
+"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,ft,1,old,60.0,sdr,,mib,
+"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,lwf,1,all,55.0,sdr,,mib,
+"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,cil,1,all,52.0,sdr,,mib,
+"TINY paper (Someone et al., 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
+"DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted in somewhere",voc,15-1,overlap,ft,5,all,9.0,mib,,,
+"MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,,
+"""
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> Path:
+    path = tmp_path / "published.csv"
+    path.write_text(PUBLISHED)
+    return path
+
+
+@pytest.mark.parametrize(("source", "key", "slug"), [
+    ("SDR paper (Michieli & Zanuttigh, CVPR 2021), VOC charts: all classes after the last step",
+     "sdr", "voc-charts"),
+    ("MiB paper (Cermelli et al., CVPR 2020), Table 1, as quoted in github.com/fcdl94/MiB/issues"
+     "/17", "mib", "table-1"),
+    ("PLOP paper (Douillard et al., CVPR 2021), as quoted in github.com/arthurdouillard/"
+     "CVPR2021_PLOP issues 3 and 19", "plop", "quoted"),
+    ("SDR paper (Michieli & Zanuttigh, CVPR 2021), leaderboard entries (Papers with Code)", "sdr",
+     "leaderboard-entries"),
+    ("MiB row as quoted in github.com/arthurdouillard/CVPR2021_PLOP/issues/3", "mib", "row"),
+])
+def test_a_source_names_its_paper_and_table(source, key, slug):
+    assert (paper_key(source), table_slug(source)) == (key, slug)
+
+
+def test_the_repository_lists_the_sdr_mib_and_plop_papers():
+    found = {paper.key: paper for paper in papers(load_published())}
+    assert {"sdr", "mib", "plop"} <= set(found)
+    assert found["sdr"].title == "SDR paper (Michieli & Zanuttigh, CVPR 2021)"
+    assert [t.slug for t in found["sdr"].tables][:3] == ["voc-charts", "ade20k-charts",
+                                                         "sequential-voc"]
+
+
+def test_tables_are_chosen_by_slug_or_number_and_unknown_ones_are_named(published):
+    table = load_published(published)
+    assert [p.key for p in papers(table)] == ["tiny", "dkd", "mib"]
+    tiny = find_paper(table, "TINY")
+    assert [t.number for t in tiny.select(["table-2", "1"])] == [1, 2]
+    with pytest.raises(BenchError, match=r"no table 'table-9'.*1 \(table-1\), 2 \(table-2\)"):
+        tiny.select(["table-9"])
+    with pytest.raises(BenchError, match="no paper 'sdr'.*known papers: tiny, dkd, mib"):
+        find_paper(table, "sdr")
+
+
+def test_cells_become_runs_with_their_variant_and_recipe_on_real_data_only(published):
+    table = load_published(published)
+    tiny = find_paper(table, "tiny")
+    cells = cells_of(table, tiny.tables)
+    real = plan_cells(cells, real_data=lambda protocol: protocol.startswith("ade"),
+                      known_method=lambda m: m != "cil")
+    # the old and all columns of FT share one run; the recipe applies only where data is real
+    assert {r: len(c) for r, c in real.requests.items()} == {
+        RunRequest("voc-19-1", "ft", "", ""): 2, RunRequest("voc-19-1", "lwf", "", ""): 1,
+        RunRequest("ade-100-50", "sdr", "paper", "sdr"): 1}
+    assert RunRequest("ade-100-50", "sdr", "paper", "sdr").overrides() == [
+        "method.variant=paper", "trainer=sdr"]
+    assert [(c.method, reason) for c, reason in real.not_reproducible] == [
+        ("cil", "no method 'cil' in this harness (bench list methods)")]
+
+
+def test_the_estimate_comes_from_the_gpu_figures_when_no_run_has_finished():
+    from bench.spec import RunSpec
+
+    spec = RunSpec.from_names("voc-19-1", "ft", overrides=["data.dataset=voc", "data.root=/x",
+                                                           "trainer=mib"], resolve_data=False)
+    device = {"model": {"backbone": "resnet101", "crop": 512},
+              "figures": [{"step": "step 0", "batch": 24, "config": "fp32",
+                           "ms_per_iteration": 600.0, "eval_ms_per_image": 20.0},
+                          {"step": "step 1", "batch": 12, "config": "fp32",
+                           "ms_per_iteration": 400.0, "eval_ms_per_image": 30.0}]}
+    counts = {0: (2400, 100), 1: (480, 200)}
+    # step 0: 30 epochs x 100 iterations x 600 ms + 100 x 20 ms; step 1: batch 24 from the
+    # batch-12 figure scaled per image (800 ms), 30 x 20 x 800 ms + 200 x 30 ms
+    expected = (30 * 100 * 0.6 + 2.0 + 30 * 20 * 0.8 + 6.0) / 3600
+    assert figures_hours(spec, [0, 1], device, counts) == pytest.approx(expected)
+    small = RunSpec.from_names("voc-19-1", "ft", resolve_data=False)  # the embedded model
+    assert figures_hours(small, [0, 1], device, counts) is None
+    figures = {"devices": {"NVIDIA H200": device}}
+    assert pick_device(figures, None) == "NVIDIA H200" == pick_device(figures, "h200")
+    with pytest.raises(BenchError, match="no GPU benchmark figures for 'A100'"):
+        pick_device(figures, "A100")
+    estimate = Estimate()
+    estimate.add(1.5, "the cost of finished runs", "a")
+    estimate.add(None, "x", "voc-19-1/ft/seed1")
+    assert estimate.text() == ("estimated cost: 1.5 or more device-hours (1 from the cost of "
+                               "finished runs; unknown for 1 (voc-19-1/ft/seed1))")
+    assert Estimate(unknown=["b"]).text().startswith("estimated cost: unknown (")
+
+
+def test_list_names_the_papers_and_tables(tmp_path, published):
+    out = bench("reproduce", "--list", "--published", str(published), runs_root=tmp_path / "r",
+                cache=tmp_path / "cache").stdout
+    assert "tiny: TINY paper (Someone et al., 2099)" in out
+    assert "  1  table-1: 4 cells, 1 protocol(s); methods cil, ft, lwf" in out
+    assert "dkd: DKD paper (Baek et al., NeurIPS 2022)" in out
+
+
+def test_per_cell_keys_cannot_be_overridden(tmp_path, published):
+    result = bench("reproduce", "tiny", "--published", str(published), "trainer=sdr",
+                   runs_root=tmp_path / "r", cache=tmp_path / "cache", check=False)
+    assert result.returncode == 2
+    assert "bench reproduce sets trainer per cell" in result.stderr
+
+
+def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published):
+    """Plan and dry run, then the debug executor runs the table; status and tables follow, a
+    second reproduction submits nothing and a new seed is estimated from the finished runs."""
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    common = ["--published", str(published), "--tables", "table-1"]
+    dry = bench("reproduce", "tiny", *common, "--executor", "slurm", "--dry-run", *TINY,
+                runs_root=runs, cache=cache).stdout
+    assert "4 published cells need 2 configuration(s) x 1 seed(s) = 2 distinct run(s)" in dry
+    assert "1 cell(s): no method 'cil' in this harness" in dry
+    assert "to submit: 2 run job(s) and 1 step-0 job(s)" in dry
+    assert "estimated cost: unknown (" in dry
+    assert "phase A: 1 array of 1 step-0 job(s)" in dry and "#SBATCH" in dry
+    assert not (runs / "_sweeps").exists()
+
+    out = bench("reproduce", "tiny", *common, "--executor", "debug", *TINY, runs_root=runs,
+                cache=cache).stdout
+    assert "submitted 1 step-0 job(s) and 2 run job(s) (debug)" in out
+    assert ("tiny:table-1 (table 1): 4 cells: 3 complete, 0 partial, 0 not started, "
+            "1 not reproducible here; runs 2 of 2 done") in out
+    (manifest,) = (runs / "_sweeps").glob("*.json")
+    content = json.loads(manifest.read_text())
+    assert content["reproduction"]["paper"] == "tiny"
+    status = bench("status", manifest.stem, runs_root=runs, cache=cache).stdout
+    assert "reproduction of TINY paper (Someone et al., 2099) (seeds 0):" in status
+    assert "runs 2 of 2 done" in status
+
+    tables = tmp_path / "tables.md"
+    bench("tables", str(runs), "--published", str(published), "--out", str(tables),
+          runs_root=runs, cache=cache)
+    text = tables.read_text().split("## Embedded synthetic data", 1)[1]
+    assert "| FT | 19-1 | overlap | 1 | all | sdr | 50.0 |" in text
+    assert "(n=1, synth-voc" in text
+
+    again = bench("reproduce", "tiny", *common, "--executor", "debug", *TINY, runs_root=runs,
+                  cache=cache).stdout
+    assert "nothing to submit" in again and "0 run job(s) and 0 step-0 job(s)" in again
+    more = bench("reproduce", "tiny", *common, "--seeds", "0,1", "--executor", "debug",
+                 "--dry-run", *TINY, runs_root=runs, cache=cache).stdout
+    assert "to submit: 2 run job(s) and 1 step-0 job(s) (2 run(s) already done" in more
+    assert "device-hours (3 from the cost of finished runs)" in more
+
+
+def test_a_cell_whose_runs_are_partial_says_so():
+    from bench.report.paper_tables import PARTIAL, _partial, _reproduced
+
+    progress = pd.DataFrame([
+        {"data_kind": "synthetic", "protocol": "voc-15-1", "method": "ft", "variant": "",
+         "seed": 1, "done_steps": 3, "num_steps": 6},
+        {"data_kind": "synthetic", "protocol": "voc-15-1", "method": "ft", "variant": "",
+         "seed": 0, "done_steps": 1, "num_steps": 6}])
+    row = pd.Series({"protocol": "voc-15-1", "method": "ft", "variant": ""})
+    partial = _partial(progress, row, ["synthetic"])
+    assert partial == "2 partial run(s) (steps done: 1 of 6, 3 of 6)"
+    assert _partial(progress, row, ["real"]) == ""
+    empty = pd.DataFrame(columns=["ft"])
+    assert _reproduced(empty, "all", 5.0, True, partial) == (f"{PARTIAL}: {partial}", "")
