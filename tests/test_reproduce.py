@@ -5,6 +5,7 @@ equivalent of a table run end to end with the debug executor."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from bench.errors import BenchError
 from bench.report.published import load_published
 from bench.reproduce.cells import RunRequest, cells_of, plan_cells
 from bench.reproduce.estimate import Estimate, figures_hours, pick_device
-from bench.reproduce.papers import find_paper, papers, paper_key, table_slug
+from bench.reproduce.papers import find_paper, paper_key, papers, table_slug
 from tests.engine_helpers import TINY, bench
 
 # A crafted published file with the columns `variant` and `recipe` (empty: the method's own).
@@ -26,7 +27,7 @@ PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,v
 "TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,lwf,1,all,55.0,sdr,,mib,
 "TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,cil,1,all,52.0,sdr,,mib,
 "TINY paper (Someone et al., 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
-"DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted in somewhere",voc,15-1,overlap,ft,5,all,9.0,mib,,,
+"DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted in x",voc,15-1,overlap,ft,5,all,9.0,mib,,,
 "MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,,
 """
 
@@ -132,13 +133,24 @@ def test_per_cell_keys_cannot_be_overridden(tmp_path, published):
     assert "bench reproduce sets trainer per cell" in result.stderr
 
 
-def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published):
+def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published, monkeypatch,
+                                                           capsys):
     """Plan and dry run, then the debug executor runs the table; status and tables follow, a
-    second reproduction submits nothing and a new seed is estimated from the finished runs."""
-    runs, cache = tmp_path / "runs", tmp_path / "cache"
-    common = ["--published", str(published), "--tables", "table-1"]
-    dry = bench("reproduce", "tiny", *common, "--executor", "slurm", "--dry-run", *TINY,
-                runs_root=runs, cache=cache).stdout
+    second reproduction submits nothing and a new seed is estimated from the finished runs.
+    In-process (the debug executor runs its jobs in process anyway): one torch import."""
+    from bench.cli import main
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CSS_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # a sweep extends it
+    monkeypatch.delenv("CSS_BENCH_VOC_ROOT", raising=False)
+
+    def bench_here(*args: str, code: int = 0) -> str:
+        assert main([*args, "--runs-root", str(runs)]) == code
+        return capsys.readouterr().out
+
+    common = ["reproduce", "tiny", "--published", str(published), "--tables", "table-1"]
+    dry = bench_here(*common, "--executor", "slurm", "--dry-run", *TINY)
     assert "4 published cells need 2 configuration(s) x 1 seed(s) = 2 distinct run(s)" in dry
     assert "1 cell(s): no method 'cil' in this harness" in dry
     assert "to submit: 2 run job(s) and 1 step-0 job(s)" in dry
@@ -146,30 +158,27 @@ def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published)
     assert "phase A: 1 array of 1 step-0 job(s)" in dry and "#SBATCH" in dry
     assert not (runs / "_sweeps").exists()
 
-    out = bench("reproduce", "tiny", *common, "--executor", "debug", *TINY, runs_root=runs,
-                cache=cache).stdout
+    out = bench_here(*common, "--executor", "debug", *TINY)
     assert "submitted 1 step-0 job(s) and 2 run job(s) (debug)" in out
     assert ("tiny:table-1 (table 1): 4 cells: 3 complete, 0 partial, 0 not started, "
             "1 not reproducible here; runs 2 of 2 done") in out
     (manifest,) = (runs / "_sweeps").glob("*.json")
     content = json.loads(manifest.read_text())
     assert content["reproduction"]["paper"] == "tiny"
-    status = bench("status", manifest.stem, runs_root=runs, cache=cache).stdout
+    status = bench_here("status", manifest.stem)
     assert "reproduction of TINY paper (Someone et al., 2099) (seeds 0):" in status
     assert "runs 2 of 2 done" in status
 
     tables = tmp_path / "tables.md"
-    bench("tables", str(runs), "--published", str(published), "--out", str(tables),
-          runs_root=runs, cache=cache)
+    assert main(["tables", str(runs), "--published", str(published), "--out",
+                 str(tables)]) == 0
     text = tables.read_text().split("## Embedded synthetic data", 1)[1]
     assert "| FT | 19-1 | overlap | 1 | all | sdr | 50.0 |" in text
     assert "(n=1, synth-voc" in text
 
-    again = bench("reproduce", "tiny", *common, "--executor", "debug", *TINY, runs_root=runs,
-                  cache=cache).stdout
+    again = bench_here(*common, "--executor", "debug", *TINY)
     assert "nothing to submit" in again and "0 run job(s) and 0 step-0 job(s)" in again
-    more = bench("reproduce", "tiny", *common, "--seeds", "0,1", "--executor", "debug",
-                 "--dry-run", *TINY, runs_root=runs, cache=cache).stdout
+    more = bench_here(*common, "--seeds", "0,1", "--executor", "debug", "--dry-run", *TINY)
     assert "to submit: 2 run job(s) and 1 step-0 job(s) (2 run(s) already done" in more
     assert "device-hours (3 from the cost of finished runs)" in more
 
