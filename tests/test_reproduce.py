@@ -27,7 +27,7 @@ PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,v
 "TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,lwf,1,all,55.0,sdr,,mib,
 "TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,cil,1,all,52.0,sdr,,mib,
 "TINY paper (Someone et al., 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
-"DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted in x",voc,15-1,overlap,ft,5,all,9.0,mib,,,
+"DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted",voc,15-1,overlap,ft,5,all,9.0,mib,,,
 "MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,,
 """
 
