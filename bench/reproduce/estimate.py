@@ -8,9 +8,10 @@ in order:
    (`bench.report.cost`), scaled to the steps still to do;
 2. otherwise the recipe and the measured step time of the GPU benchmark
    (`benchmarks/gpu_step.py --save`, read from `results/speed/gpu_step.json`) when it has figures
-   for the device and the run's model and crop: per step, epochs x iterations (training images
-   of the step // batch) x ms per iteration at that batch (the nearest measured batch scaled per
-   image otherwise), plus the test images x the measured evaluation ms per image;
+   for the device and the run's model (backbone, widths, output stride) and crop: per step,
+   epochs x iterations (training images of the step // batch) x ms per iteration at that batch
+   (the nearest measured batch scaled per image otherwise), plus the test images x the measured
+   evaluation ms per image;
 3. otherwise it is unknown, and said to be.
 
 device-hours = wall hours x devices, as the records count them; the GPU figures are one device's,
@@ -117,9 +118,10 @@ def figures_hours(spec: RunSpec, steps: Sequence[int], device: dict[str, Any],
                   counts: dict[int, tuple[int, int]]) -> float | None:
     """Device-hours of `steps` of `spec` from one device's figures (None: they do not apply to
     this model or crop). `counts[step]` = (training images, test images)."""
-    model = device.get("model", {})
-    if model.get("backbone") != spec.model.backbone or any(
-            int(model.get("crop", -1)) != spec.recipes[s].crop for s in steps):
+    model = dict(device.get("model", {}))
+    crop = int(model.pop("crop", -1))
+    if not model or any(getattr(spec.model, key, None) != value for key, value in model.items()) \
+            or any(crop != spec.recipes[s].crop for s in steps):
         return None
     seconds = 0.0
     for step in steps:
