@@ -89,6 +89,35 @@ def test_cells_become_runs_with_their_variant_and_recipe_on_real_data_only(publi
         ("cil", "no method 'cil' in this harness (bench list methods)")]
 
 
+def test_a_cell_whose_run_cannot_be_resolved_is_listed_and_the_others_go_ahead(
+        published, monkeypatch):
+    from bench.reproduce import plan
+    from bench.spec import RunSpec
+    from bench.sweep.plan import Plan
+
+    planned = []
+    monkeypatch.setattr(plan, "plan_specs", lambda specs: planned.extend(specs) or Plan([], []))
+    table = load_published(published)
+    tiny = find_paper(table, "tiny")
+
+    def make_spec(protocol, method, seed, overrides):
+        if protocol.startswith("ade"):
+            raise BenchError("ade-100-50-partition needs imported split files (bench data ...)")
+        return RunSpec.from_names(protocol, method, seed=seed, overrides=overrides,
+                                  resolve_data=False)
+
+    reproduction = plan.plan_reproduction(table, tiny, tiny.tables, [0, 1], make_spec,
+                                          real_data=lambda protocol: False)
+    assert sorted(s.label for s in planned) == [
+        "voc-19-1/ft/seed0", "voc-19-1/ft/seed1", "voc-19-1/lwf/seed0", "voc-19-1/lwf/seed1"]
+    assert sorted((c.method, reason) for c, reason in reproduction.cells.not_reproducible) == [
+        ("cil", "no method 'cil' in this harness (bench list methods)"),
+        ("sdr", "ade-100-50-partition needs imported split files (bench data ...)")]
+    # the FT cells (old and all) share their runs, one per seed
+    (table_1, _) = tiny.tables
+    assert len(reproduction.runs_of(reproduction.cells_of(table_1))) == 4
+
+
 def test_the_estimate_comes_from_the_gpu_figures_when_no_run_has_finished():
     from bench.spec import RunSpec
 

@@ -110,6 +110,16 @@ def _finished_costs(runs_root: str):
     return run_costs(load_runs([runs_root]).runs)
 
 
+def print_not_reproducible(cells) -> None:
+    if cells.not_reproducible:
+        reasons: dict[str, int] = {}
+        for _, reason in cells.not_reproducible:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        print(f"{len(cells.not_reproducible)} cell(s) not reproducible here:")
+        for reason, count in sorted(reasons.items()):
+            print(f"  {count} cell(s): {reason}")
+
+
 def print_plan(reproduction, skip: set[str]) -> None:
     cells = reproduction.cells
     tables = ", ".join(f"{t.number} ({t.slug})" for t in reproduction.tables)
@@ -129,13 +139,7 @@ def print_plan(reproduction, skip: set[str]) -> None:
     print("configurations (protocol: methods):")
     for protocol, methods in by_protocol.items():
         print(f"  {protocol}: {', '.join(methods)}")
-    if cells.not_reproducible:
-        reasons: dict[str, int] = {}
-        for _, reason in cells.not_reproducible:
-            reasons[reason] = reasons.get(reason, 0) + 1
-        print(f"{len(cells.not_reproducible)} cell(s) not reproducible here:")
-        for reason, count in sorted(reasons.items()):
-            print(f"  {count} cell(s): {reason}")
+    print_not_reproducible(cells)
     if any(r.spec.data.synthetic for r in runs):
         print("note: runs without a configured data root use the embedded synthetic data and "
               "its recipe (trainer=synth), not the paper's: a check of the path, not of the "
@@ -182,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     make_spec, real_data = _spec_maker(args)
     reproduction = plan_reproduction(published, paper, tables, seeds, make_spec, real_data)
     if not reproduction.sweep.runs:
+        print_not_reproducible(reproduction.cells)
         raise BenchError(f"no cell of {paper.key}'s tables {args.tables or '(all)'} can be "
                          "reproduced here (see the reasons above)")
     first = reproduction.sweep.runs[0].spec

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.errors import BenchError
 from bench.reproduce.cells import Cell, CellPlan, RunRequest, cells_of, plan_cells
 from bench.reproduce.papers import Paper, PaperTable
 from bench.spec import RunSpec
@@ -45,11 +46,12 @@ class Reproduction:
     def manifest_section(self, published: str) -> dict[str, Any]:
         """What `bench status` needs to show progress per table (stored in the manifest)."""
         planned = {run.spec.run_hash: run for run in self.sweep.runs}
+        reasons = {id(cell): reason for cell, reason in self.cells.not_reproducible}
         tables = []
         for table in self.tables:
             cells = []
             for cell in self.cells_of(table):
-                reason = dict((id(c), r) for c, r in self.cells.not_reproducible).get(id(cell))
+                reason = reasons.get(id(cell))
                 hashes = [] if reason else [
                     s.run_hash for request, needing in self.cells.requests.items()
                     if cell in needing for s in self.specs[request]]
@@ -67,18 +69,23 @@ class Reproduction:
 def plan_reproduction(published: pd.DataFrame, paper: Paper, tables: Sequence[PaperTable],
                       seeds: Sequence[int], make_spec: SpecMaker,
                       real_data: Callable[[str], bool]) -> Reproduction:
-    """Resolve every run the tables' cells need and plan them as one sweep."""
+    """Resolve every run the tables' cells need and plan them as one sweep. A cell whose run
+    cannot be resolved here (its method lacks the variant, its protocol's split files are not
+    imported) is listed as not reproducible with the reason, and the others go ahead."""
     from methods.registry import method_names
 
     known = set(method_names())
     cell_plan = plan_cells(cells_of(published, tables), real_data, lambda m: m in known)
     specs: dict[RunRequest, list[RunSpec]] = {}
     unique: dict[str, RunSpec] = {}
-    for request in cell_plan.requests:
-        specs[request] = []
-        for seed in seeds:
-            spec = make_spec(request.protocol, request.method, seed, request.overrides())
-            spec = unique.setdefault(spec.run_hash, spec)
-            specs[request].append(spec)
+    for request in list(cell_plan.requests):
+        try:  # e.g. a partition protocol whose split files were not imported
+            resolved = [make_spec(request.protocol, request.method, seed, request.overrides())
+                        for seed in seeds]
+        except BenchError as error:
+            for cell in cell_plan.requests.pop(request):
+                cell_plan.not_reproducible.append((cell, str(error)))
+            continue
+        specs[request] = [unique.setdefault(spec.run_hash, spec) for spec in resolved]
     return Reproduction(paper, list(tables), list(seeds), cell_plan, specs,
                         plan_specs(list(unique.values())))
