@@ -19,14 +19,14 @@ from bench.reproduce.papers import find_paper, paper_key, papers, table_slug
 from tests.engine_helpers import TINY, bench
 
 # A crafted published file with the columns `variant` and `recipe` (empty: the method's own).
-# Table 1 of "tiny" is the smallest embedded reproduction: voc-19-1 (2 steps), FT and LwF,
-# which share one step 0; `cil` is not a method of the harness.
+# Its table 1 is the smallest embedded reproduction of an SDR table: voc-19-1 (2 steps), FT and
+# SDR, which share one step 0; `cil` is not a method of the harness.
 PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,variant,recipe,notes
-"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,ft,1,all,50.0,sdr,,mib,
-"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,ft,1,old,60.0,sdr,,mib,
-"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,lwf,1,all,55.0,sdr,,mib,
-"TINY paper (Someone et al., 2099), Table 1: a test table",voc,19-1,overlap,cil,1,all,52.0,sdr,,mib,
-"TINY paper (Someone et al., 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
+"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,all,50.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,old,60.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,sdr,1,all,55.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,cil,1,all,52.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
 "DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted",voc,15-1,overlap,ft,5,all,9.0,mib,,,
 "MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,,
 """
@@ -64,24 +64,24 @@ def test_the_repository_lists_the_sdr_mib_and_plop_papers():
 
 def test_tables_are_chosen_by_slug_or_number_and_unknown_ones_are_named(published):
     table = load_published(published)
-    assert [p.key for p in papers(table)] == ["tiny", "dkd", "mib"]
-    tiny = find_paper(table, "TINY")
-    assert [t.number for t in tiny.select(["table-2", "1"])] == [1, 2]
+    assert [p.key for p in papers(table)] == ["sdr", "dkd", "mib"]
+    paper = find_paper(table, "SDR")
+    assert [t.number for t in paper.select(["table-2", "1"])] == [1, 2]
     with pytest.raises(BenchError, match=r"no table 'table-9'.*1 \(table-1\), 2 \(table-2\)"):
-        tiny.select(["table-9"])
-    with pytest.raises(BenchError, match="no paper 'sdr'.*known papers: tiny, dkd, mib"):
-        find_paper(table, "sdr")
+        paper.select(["table-9"])
+    with pytest.raises(BenchError, match="no paper 'plop'.*known papers: sdr, dkd, mib"):
+        find_paper(table, "plop")
 
 
 def test_cells_become_runs_with_their_variant_and_recipe_on_real_data_only(published):
     table = load_published(published)
-    tiny = find_paper(table, "tiny")
-    cells = cells_of(table, tiny.tables)
+    paper = find_paper(table, "sdr")
+    cells = cells_of(table, paper.tables)
     real = plan_cells(cells, real_data=lambda protocol: protocol.startswith("ade"),
                       known_method=lambda m: m != "cil")
     # the old and all columns of FT share one run; the recipe applies only where data is real
     assert {r: len(c) for r, c in real.requests.items()} == {
-        RunRequest("voc-19-1", "ft", "", ""): 2, RunRequest("voc-19-1", "lwf", "", ""): 1,
+        RunRequest("voc-19-1", "ft", "", ""): 2, RunRequest("voc-19-1", "sdr", "", ""): 1,
         RunRequest("ade-100-50", "sdr", "paper", "sdr"): 1}
     assert RunRequest("ade-100-50", "sdr", "paper", "sdr").overrides() == [
         "method.variant=paper", "trainer=sdr"]
@@ -98,7 +98,7 @@ def test_a_cell_whose_run_cannot_be_resolved_is_listed_and_the_others_go_ahead(
     planned = []
     monkeypatch.setattr(plan, "plan_specs", lambda specs: planned.extend(specs) or Plan([], []))
     table = load_published(published)
-    tiny = find_paper(table, "tiny")
+    paper = find_paper(table, "sdr")
 
     def make_spec(protocol, method, seed, overrides):
         if protocol.startswith("ade"):
@@ -106,15 +106,15 @@ def test_a_cell_whose_run_cannot_be_resolved_is_listed_and_the_others_go_ahead(
         return RunSpec.from_names(protocol, method, seed=seed, overrides=overrides,
                                   resolve_data=False)
 
-    reproduction = plan.plan_reproduction(table, tiny, tiny.tables, [0, 1], make_spec,
+    reproduction = plan.plan_reproduction(table, paper, paper.tables, [0, 1], make_spec,
                                           real_data=lambda protocol: False)
     assert sorted(s.label for s in planned) == [
-        "voc-19-1/ft/seed0", "voc-19-1/ft/seed1", "voc-19-1/lwf/seed0", "voc-19-1/lwf/seed1"]
+        "voc-19-1/ft/seed0", "voc-19-1/ft/seed1", "voc-19-1/sdr/seed0", "voc-19-1/sdr/seed1"]
     assert sorted((c.method, reason) for c, reason in reproduction.cells.not_reproducible) == [
         ("cil", "no method 'cil' in this harness (bench list methods)"),
         ("sdr", "ade-100-50-partition needs imported split files (bench data ...)")]
     # the FT cells (old and all) share their runs, one per seed
-    (table_1, _) = tiny.tables
+    (table_1, _) = paper.tables
     assert len(reproduction.runs_of(reproduction.cells_of(table_1))) == 4
 
 
@@ -150,13 +150,13 @@ def test_the_estimate_comes_from_the_gpu_figures_when_no_run_has_finished():
 def test_list_names_the_papers_and_tables(tmp_path, published):
     out = bench("reproduce", "--list", "--published", str(published), runs_root=tmp_path / "r",
                 cache=tmp_path / "cache").stdout
-    assert "tiny: TINY paper (Someone et al., 2099)" in out
-    assert "  1  table-1: 4 cells, 1 protocol(s); methods cil, ft, lwf" in out
+    assert "sdr: SDR paper (a test copy, 2099)" in out
+    assert "  1  table-1: 4 cells, 1 protocol(s); methods cil, ft, sdr" in out
     assert "dkd: DKD paper (Baek et al., NeurIPS 2022)" in out
 
 
 def test_per_cell_keys_cannot_be_overridden(tmp_path, published):
-    result = bench("reproduce", "tiny", "--published", str(published), "trainer=sdr",
+    result = bench("reproduce", "sdr", "--published", str(published), "trainer=sdr",
                    runs_root=tmp_path / "r", cache=tmp_path / "cache", check=False)
     assert result.returncode == 2
     assert "bench reproduce sets trainer per cell" in result.stderr
@@ -178,7 +178,7 @@ def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published,
         assert main([*args, "--runs-root", str(runs)]) == code
         return capsys.readouterr().out
 
-    common = ["reproduce", "tiny", "--published", str(published), "--tables", "table-1"]
+    common = ["reproduce", "sdr", "--published", str(published), "--tables", "table-1"]
     dry = bench_here(*common, "--executor", "slurm", "--dry-run", *TINY)
     assert "4 published cells need 2 configuration(s) x 1 seed(s) = 2 distinct run(s)" in dry
     assert "1 cell(s): no method 'cil' in this harness" in dry
@@ -189,13 +189,13 @@ def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published,
 
     out = bench_here(*common, "--executor", "debug", *TINY)
     assert "submitted 1 step-0 job(s) and 2 run job(s) (debug)" in out
-    assert ("tiny:table-1 (table 1): 4 cells: 3 complete, 0 partial, 0 not started, "
+    assert ("sdr:table-1 (table 1): 4 cells: 3 complete, 0 partial, 0 not started, "
             "1 not reproducible here; runs 2 of 2 done") in out
     (manifest,) = (runs / "_sweeps").glob("*.json")
     content = json.loads(manifest.read_text())
-    assert content["reproduction"]["paper"] == "tiny"
+    assert content["reproduction"]["paper"] == "sdr"
     status = bench_here("status", manifest.stem)
-    assert "reproduction of TINY paper (Someone et al., 2099) (seeds 0):" in status
+    assert "reproduction of SDR paper (a test copy, 2099) (seeds 0):" in status
     assert "runs 2 of 2 done" in status
 
     tables = tmp_path / "tables.md"
@@ -226,3 +226,18 @@ def test_a_cell_whose_runs_are_partial_says_so():
     assert _partial(progress, row, ["real"]) == ""
     empty = pd.DataFrame(columns=["ft"])
     assert _reproduced(empty, "all", 5.0, True, partial) == (f"{PARTIAL}: {partial}", "")
+
+
+def test_what_a_debug_job_raised_is_shown_by_status(tmp_path):
+    """A debug job leaves no result file; the sweep keeps what it raised in its manifest."""
+    from bench.spec import RunSpec
+    from bench.sweep.status import rows
+
+    spec = RunSpec.from_names("voc-19-1", "ft", resolve_data=False)
+    run = {"protocol": "voc-19-1", "method": "ft", "seed": 0, "run_hash": spec.run_hash,
+           "runs_root": str(tmp_path), "num_steps": 2, "job_id": "DEBUG_1",
+           "step0_job_id": None, "spec": spec.to_dict()}
+    content = {"executor": "debug", "folder": str(tmp_path / "logs"), "runs": [run],
+               "step0_jobs": [], "errors": {"DEBUG_1": "BenchError: step 3 has no image"}}
+    (row,) = rows(content)
+    assert (row["state"], row["error"]) == ("failed", "BenchError: step 3 has no image")

@@ -215,9 +215,15 @@ def run(args: argparse.Namespace) -> int:
           f"run job(s) ({launcher['executor']}); {len(content['skipped'])} run(s) skipped "
           "(done or already queued)")
     print(f"sweep manifest: {path}")
+    failed = content.get("errors", {})
     if launcher["executor"] == "debug":  # the jobs ran in this process
         for progress in table_progress(section):
             print(progress.line())
+        if failed:
+            print(f"{len(failed)} job(s) raised an error (bench status {content['name']} "
+                  "shows which run):")
+            for job_id, error in failed.items():
+                print(f"  {job_id}: {error}")
     print(f"follow it with: bench status {content['name']} --runs-root {runs_root}; "
           f"then bench tables {runs_root}")
-    return 0
+    return 1 if failed else 0

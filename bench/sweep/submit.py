@@ -112,8 +112,12 @@ def submit(plan: Plan, launcher: dict[str, Any], runs_root: str, skip: set[str],
     }
     path = manifest.write(runs_root, content)
     if executor_name == "debug":  # in-process by design: the jobs run now, in order
-        for handle in handles:
-            handle.exception()
+        # a debug job leaves no result file: what it raised is kept in the manifest
+        errors = {str(handle.job_id): _first_line(error) for handle in handles
+                  if (error := handle.exception()) is not None}
+        if errors:
+            content["errors"] = errors
+            path = manifest.write(runs_root, content)
     return path, content
 
 
