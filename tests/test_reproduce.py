@@ -241,3 +241,20 @@ def test_what_a_debug_job_raised_is_shown_by_status(tmp_path):
                "step0_jobs": [], "errors": {"DEBUG_1": "BenchError: step 3 has no image"}}
     (row,) = rows(content)
     assert (row["state"], row["error"]) == ("failed", "BenchError: step 3 has no image")
+
+
+def test_on_real_data_each_cell_runs_the_recipe_it_names(tmp_path, published, crafted_voc,
+                                                         monkeypatch, capsys):
+    """With a VOC root the VOC cells run on it with their published recipe; the ADE cells,
+    without a root, stay on the embedded data with its own recipe."""
+    from bench.cli import main
+
+    monkeypatch.setenv("CSS_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CSS_BENCH_ADE_ROOT", raising=False)
+    assert main(["reproduce", "sdr", "--published", str(published), "--tables", "1",
+                 "--voc-root", str(crafted_voc), "--dry-run", "--runs-root",
+                 str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "  voc-19-1: ft (recipe=mib), sdr (recipe=mib)" in out
+    assert "embedded synthetic data" not in out
+    assert "to submit: 2 run job(s) and 1 step-0 job(s)" in out

@@ -110,6 +110,13 @@ def _finished_costs(runs_root: str):
     return run_costs(load_runs([runs_root]).runs)
 
 
+def to_submit(sweep, skip: set[str]):
+    """The runs a submission would send (pending, no live job) and the step-0 jobs they need."""
+    todo = [r for r in sweep.pending() if str(r.run_dir.path) not in skip]
+    wanted = {r.run_dir.path for r in todo}
+    return todo, [j for j in sweep.step0_jobs if any(r.run_dir.path in wanted for r in j.runs)]
+
+
 def print_not_reproducible(cells) -> None:
     if cells.not_reproducible:
         reasons: dict[str, int] = {}
@@ -145,9 +152,7 @@ def print_plan(reproduction, skip: set[str]) -> None:
               "its recipe (trainer=synth), not the paper's: a check of the path, not of the "
               "numbers (--voc-root / --ade-root for real data)")
     sweep = reproduction.sweep
-    todo = [r for r in sweep.pending() if str(r.run_dir.path) not in skip]
-    wanted = {r.run_dir.path for r in todo}
-    step0 = [j for j in sweep.step0_jobs if any(r.run_dir.path in wanted for r in j.runs)]
+    todo, step0 = to_submit(sweep, skip)
     print(f"to submit: {len(todo)} run job(s) and {len(step0)} step-0 job(s) "
           f"({len(runs) - len(sweep.pending())} run(s) already done, "
           f"{len(sweep.pending()) - len(todo)} with a live job of an earlier sweep)")
@@ -195,10 +200,7 @@ def run(args: argparse.Namespace) -> int:
     print_plan(reproduction, skip)
     figures = load_figures()
     device = pick_device(figures, args.gpu)
-    todo = [r for r in reproduction.sweep.pending() if str(r.run_dir.path) not in skip]
-    wanted = {r.run_dir.path for r in todo}
-    step0 = [j for j in reproduction.sweep.step0_jobs
-             if any(r.run_dir.path in wanted for r in j.runs)]
+    todo, step0 = to_submit(reproduction.sweep, skip)
     print(estimate(todo, step0, _finished_costs(runs_root), figures, device).text())
     section = reproduction.manifest_section(published_path)
     if args.dry_run:
