@@ -258,3 +258,27 @@ def test_on_real_data_each_cell_runs_the_recipe_it_names(tmp_path, published, cr
     assert "  voc-19-1: ft (recipe=mib), sdr (recipe=mib)" in out
     assert "embedded synthetic data" not in out
     assert "to submit: 2 run job(s) and 1 step-0 job(s)" in out
+
+
+def test_progress_per_table_counts_complete_partial_and_not_started_cells(tmp_path):
+    from bench.reproduce.progress import table_progress
+    from bench.store.runs import RunStore
+
+    runs = {h: {"protocol": "voc-19-1", "method": m, "seed": 0, "run_hash": h,
+                "runs_root": str(tmp_path), "num_steps": 2}
+            for h, m in (("aaaa", "ft"), ("bbbb", "lwf"), ("cccc", "mib"))}
+    for run_hash, done in (("aaaa", [0, 1]), ("bbbb", [0])):  # mib: not started
+        run_dir = RunStore(tmp_path).run("voc-19-1", runs[run_hash]["method"], 0, run_hash)
+        for step in done:
+            run_dir.step_dir(step).mkdir(parents=True)
+            (run_dir.step_dir(step) / "done").write_text("")
+    cells = [{"cell": "ft all", "runs": ["aaaa"], "not_reproducible": None},
+             {"cell": "ft old", "runs": ["aaaa"], "not_reproducible": None},
+             {"cell": "ft+lwf", "runs": ["aaaa", "bbbb"], "not_reproducible": None},
+             {"cell": "mib", "runs": ["cccc"], "not_reproducible": None},
+             {"cell": "cil", "runs": [], "not_reproducible": "no method 'cil'"}]
+    section = {"paper": "sdr", "runs": runs,
+               "tables": [{"number": 1, "slug": "t", "source": "s", "cells": cells}]}
+    (progress,) = table_progress(section)
+    assert progress.line() == ("sdr:t (table 1): 5 cells: 2 complete, 1 partial, 1 not started, "
+                               "1 not reproducible here; runs 1 of 3 done")
