@@ -12,6 +12,7 @@ from bench.commands import (
     data,
     listing,
     plot,
+    reproduce,
     run,
     status,
     sweep,
@@ -19,7 +20,7 @@ from bench.commands import (
 )
 from bench.errors import BenchError
 
-COMMANDS = (run, config, listing, data, sweep, status, aggregate, compare, plot, tables)
+COMMANDS = (run, config, listing, data, sweep, reproduce, status, aggregate, compare, plot, tables)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `bench reproduce PAPER --option ... key=value`: argparse gives a positional paper and
+    # the trailing overrides no second chance once options stand between them
+    if extra and getattr(args, "late_overrides", False) and not any(
+            e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except BenchError as error:

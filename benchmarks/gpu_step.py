@@ -14,6 +14,12 @@ evaluation of every step's test images included).
 
     python3 benchmarks/gpu_step.py                          # the paper size on the GPU
     python3 benchmarks/gpu_step.py --device cpu --tiny      # a small model on the CPU (smoke)
+    python3 benchmarks/gpu_step.py --save results/speed/gpu_step.json   # keep the figures
+
+`--save` merges this device's figures (ms per iteration and evaluation ms per image per step,
+batch and configuration, with the model and crop they were measured at) into a JSON file;
+`bench reproduce` estimates device-hours from `results/speed/gpu_step.json` when no finished
+run of a configuration is there to go by (bench/reproduce/estimate.py).
 
 With --tiny the model is the embedded benchmark's narrow ResNet-18 at 64 px, batches of 4 and
 2: a check that every configuration runs, whose figures say nothing about a GPU. On the CPU the
@@ -206,6 +212,9 @@ def main() -> None:
     parser.add_argument("--compile-backend", default=None,
                         help="torch.compile backend (default: inductor on a GPU, eager on the "
                              "CPU, where inductor compiles C++ kernels for minutes)")
+    parser.add_argument("--save", default=None,
+                        help="merge this device's figures into a JSON file (bench reproduce "
+                             "reads results/speed/gpu_step.json)")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
@@ -270,6 +279,29 @@ def main() -> None:
                   f"{clock(whole):>9}")
     else:
         print("no projection: it needs the paper size at batch 24 (run without --tiny)")
+    if args.save:
+        save(Path(args.save), name, config, crop, results)
+
+
+def save(path: Path, device_name: str, config: ModelConfig, crop: int,
+         results: dict[tuple[str, int, str], Measured]) -> None:
+    """Merge this device's figures into `path` (other devices' figures are kept)."""
+    import json
+
+    figures = json.loads(path.read_text()) if path.is_file() else {"format": 1, "devices": {}}
+    figures.setdefault("devices", {})[device_name] = {
+        "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d"),
+        "model": {"backbone": config.backbone, "base_channels": config.base_channels,
+                  "output_stride": config.output_stride, "aspp_channels": config.aspp_channels,
+                  "crop": crop},
+        "figures": [{"step": step, "batch": batch, "config": name,
+                     "ms_per_iteration": round(result.median, 3),
+                     "eval_ms_per_image": round(result.eval_ms_per_image, 3)}
+                    for (step, batch, name), result in sorted(results.items())],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    print(f"figures saved in {path} (device {device_name})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ LAYERS = [
     ("bench.config", 5), ("bench.spec", 5),
     ("bench.engine", 6),
     ("bench.sweep", 7), ("bench.report", 7),
+    ("bench.reproduce", 8),  # plans sweeps from the published numbers: sweep + report
     ("bench.commands", 9), ("bench.cli", 9),
 ]
 

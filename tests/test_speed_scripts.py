@@ -17,9 +17,10 @@ def script(*args: str, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def test_gpu_step_runs_every_configuration_at_a_tiny_size_on_the_cpu():
+def test_gpu_step_runs_every_configuration_at_a_tiny_size_on_the_cpu(tmp_path):
+    saved = tmp_path / "gpu_step.json"
     out = script("benchmarks/gpu_step.py", "--device", "cpu", "--tiny", "--batches", "2",
-                 "--warmup", "0", "--iterations", "1")
+                 "--warmup", "0", "--iterations", "1", "--save", str(saved))
     assert "compile backend eager" in out  # the CPU default: graph capture, no C++ build
     rows = [line.split() for line in out.splitlines() if line.startswith(("step 0", "step 1"))]
     assert [(r[0] + r[1], r[2], r[3]) for r in rows] == [
@@ -27,6 +28,17 @@ def test_gpu_step_runs_every_configuration_at_a_tiny_size_on_the_cpu():
         for config in ("fp32", "bf16", "bf16+cl", "bf16+cl+compile")]
     assert "GFLOP per image (forward + backward)" in out
     assert "no projection" in out  # the projection needs the paper size
+    # the saved figures are what bench reproduce estimates device-hours from
+    from bench.reproduce.estimate import load_figures, pick_device
+
+    figures = load_figures(saved)
+    assert pick_device(figures, None) == "CPU"
+    device = figures["devices"]["CPU"]
+    assert device["model"]["backbone"] == "resnet18" and device["model"]["crop"] == 64
+    assert {(f["step"], f["batch"], f["config"]) for f in device["figures"]} == {
+        (step, 2, config) for step in ("step 0", "step 1")
+        for config in ("fp32", "bf16", "bf16+cl", "bf16+cl+compile")}
+    assert all(f["ms_per_iteration"] > 0 for f in device["figures"])
 
 
 def test_loader_speed_measures_the_real_data_path(tmp_path):

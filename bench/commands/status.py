@@ -6,7 +6,8 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("status", help="progress of a sweep: step k of n per run")
+    parser = subparsers.add_parser(
+        "status", help="progress of a sweep: step k of n per run (per table for a reproduction)")
     parser.add_argument("sweep", help="a sweep manifest path or name (runs/_sweeps/NAME.json)")
     parser.add_argument("--runs-root", default="./runs", help="where runs are stored (./runs)")
     parser.set_defaults(handler=run)
@@ -22,6 +23,14 @@ def run(args: argparse.Namespace) -> int:
     width = max([len(r["run"]) for r in table] + [3])
     print(f"sweep {content['name']} ({content['executor']}, {content['created']}): "
           f"{sum(r['state'] == 'done' for r in table)} of {len(table)} runs done")
+    if content.get("reproduction"):  # a `bench reproduce` sweep: progress per table first
+        from bench.reproduce.progress import table_progress
+
+        section = content["reproduction"]
+        print(f"reproduction of {section['title']} (seeds "
+              f"{','.join(str(s) for s in section['seeds'])}):")
+        for progress in table_progress(section):
+            print(f"  {progress.line()}")
     for row in table:
         print(f"{row['run']:<{width}}  step {row['done']} of {row['total']}  "
               f"job {row['job']}  {row['state']}")

@@ -49,7 +49,7 @@ def launcher_overrides(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from bench.commands.common import build_spec
-    from bench.sweep import dryrun, manifest
+    from bench.sweep import manifest
     from bench.sweep.plan import plan_specs, split_list
     from bench.sweep.status import live_run_dirs
     from bench.sweep.submit import submit
@@ -68,20 +68,7 @@ def run(args: argparse.Namespace) -> int:
     launcher = dict(specs[0].execution.launcher)
     skip = live_run_dirs(manifest.all_manifests(runs_root))
     if args.dry_run:
-        folder = Path(runs_root).resolve() / manifest.SWEEPS_DIR / "<sweep>" / "logs"
-        print(dryrun.describe(plan, launcher, folder, skip))
-        if launcher["executor"] != "slurm":
-            return 0
-        from bench.sweep.executor import ask_slurm
-
-        answer = ask_slurm(launcher)
-        if answer.accepted:
-            print(f"Slurm accepts these jobs (sbatch --test-only: {answer.message})")
-            return 0
-        if answer.asked:
-            raise BenchError(f"Slurm refuses these jobs (sbatch --test-only): {answer.message}")
-        print(f"Slurm was not asked whether it accepts these jobs: {answer.message}")
-        return 0
+        return print_dry_run(plan, launcher, runs_root, skip)
     pending = [r for r in plan.pending() if str(r.run_dir.path) not in skip]
     if not pending:
         print(f"nothing to submit: {len(plan.runs) - len(plan.pending())} run(s) done, "
@@ -93,4 +80,24 @@ def run(args: argparse.Namespace) -> int:
           "(done or already queued)")
     print(f"sweep manifest: {path}")
     print(f"follow it with: bench status {content['name']} --runs-root {runs_root}")
+    return 0
+
+
+def print_dry_run(plan, launcher: dict, runs_root: str, skip: set[str]) -> int:
+    """The job graph and sbatch scripts, and for Slurm whether it would accept the jobs
+    (`sbatch --test-only`, nothing submitted)."""
+    from bench.sweep import dryrun, manifest
+    from bench.sweep.executor import ask_slurm
+
+    folder = Path(runs_root).resolve() / manifest.SWEEPS_DIR / "<sweep>" / "logs"
+    print(dryrun.describe(plan, launcher, folder, skip))
+    if launcher["executor"] != "slurm":
+        return 0
+    answer = ask_slurm(launcher)
+    if answer.accepted:
+        print(f"Slurm accepts these jobs (sbatch --test-only: {answer.message})")
+        return 0
+    if answer.asked:
+        raise BenchError(f"Slurm refuses these jobs (sbatch --test-only): {answer.message}")
+    print(f"Slurm was not asked whether it accepts these jobs: {answer.message}")
     return 0

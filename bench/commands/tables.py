@@ -33,7 +33,7 @@ def default_roots() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.report.paper_tables import paper_tables_markdown
+    from bench.report.paper_tables import paper_tables_markdown, run_progress
     from bench.report.published import DEFAULT_PATH, load_published
     from bench.report.summary import CONVENTIONS, scores_table, seed_summary
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no runs under {' or '.join(DEFAULT_ROOTS)}: every number is 'not run'")
     summary = seed_summary(scores_table(runs, list(CONVENTIONS)))
     partial = sum(not run.complete for run in runs)
-    text = paper_tables_markdown(published, summary, roots, partial)
+    text = paper_tables_markdown(published, summary, roots, partial, run_progress(runs))
     out.write_text(text)
     print(f"wrote {out} ({len(published)} published numbers)")
     return 0

@@ -16,6 +16,7 @@ no absolute paths beyond the runs roots as given, so regenerating it gives the s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -32,6 +33,7 @@ from bench.report.summary import CONVENTION_TEXT
 
 SDR_SOURCE_PREFIX = "SDR paper"
 NOT_RUN = "not run"
+PARTIAL = "partial"
 HEADERS = ["method", "setting", "mode", "step", "column", "convention", "recipe", "published"]
 ALIGN = ["l", "l", "l", "r", "l", "l", "l", "r"]
 COLUMN_ORDER = {"old": 0, "new": 1, "all": 2}
@@ -76,11 +78,45 @@ def _matches(summary: pd.DataFrame, row: pd.Series, kinds: Sequence[str]) -> pd.
     return found.sort_values(["data", "recipe", "setup_hash"])
 
 
+PROGRESS_COLUMNS = ["data_kind", "protocol", "method", "variant", "recipe", "seed",
+                    "done_steps", "num_steps"]
+
+
+def run_progress(runs: Sequence[Any]) -> pd.DataFrame:
+    """One row per run that is neither complete nor stale: how far it got (for the cells whose
+    runs are still going: `bench reproduce` fills the tables as its runs finish)."""
+    rows = [{"data_kind": run.data_kind, "protocol": run.protocol["name"], "method": run.method,
+             "variant": run.variant, "recipe": run.recipe, "seed": run.seed,
+             "done_steps": sum(1 for step in run.steps if step.done),
+             "num_steps": run.num_steps}
+            for run in runs if not run.complete and not run.stale]
+    return pd.DataFrame(rows, columns=PROGRESS_COLUMNS)
+
+
+def _partial(progress: pd.DataFrame | None, row: pd.Series, kinds: Sequence[str]) -> str:
+    """`k partial run(s) (steps done: 1 of 6, ...)` for the runs of this cell still going (the
+    same protocol, method, variant and, on real data, recipe as `_matches`)."""
+    if progress is None or progress.empty:
+        return ""
+    found = progress[progress["data_kind"].isin(kinds)
+                     & (progress["protocol"] == row["protocol"])
+                     & (progress["method"] == row["method"])
+                     & (progress["variant"] == row["variant"])]
+    if "real" in kinds:
+        found = found[found["recipe"] == row["recipe"]]
+    if found.empty:
+        return ""
+    steps = ", ".join(f"{int(r['done_steps'])} of {int(r['num_steps'])}"
+                      for _, r in found.sort_values("seed").iterrows())
+    return f"{len(found)} partial run(s) (steps done: {steps})"
+
+
 def _reproduced(matches: pd.DataFrame, column: str, published: float,
-                show_data: bool) -> tuple[str, str]:
-    """The reproduced cell (one entry per configuration) and the differences."""
+                show_data: bool, partial: str = "") -> tuple[str, str]:
+    """The reproduced cell (one entry per configuration) and the differences; runs of the cell
+    still going are named (`partial`), beside the complete ones or instead of `not run`."""
     if matches.empty:
-        return NOT_RUN, ""
+        return (f"{PARTIAL}: {partial}" if partial else NOT_RUN), ""
     cells, deltas = [], []
     several = len(matches) > 1
     for _, match in matches.iterrows():
@@ -92,19 +128,23 @@ def _reproduced(matches: pd.DataFrame, column: str, published: float,
             text += f", recipe {match['recipe']}, config {match['setup_hash']}"
         cells.append(text + ")")
         deltas.append(signed(mean - published) if n else "")
+    if partial:
+        cells.append(f"and {partial}")
     return "; ".join(cells), "; ".join(deltas)
 
 
 def _table_lines(published: pd.DataFrame, summary: pd.DataFrame, kinds: Sequence[str],
-                 only_run: bool) -> list[str]:
+                 only_run: bool, progress: pd.DataFrame | None = None) -> list[str]:
     """Rows of one source; synthetic runs get no difference column (nothing to compare)."""
     rows = []
     show_data = "real" not in kinds
     for _, row in _row_order(published).iterrows():
         matches = _matches(summary, row, kinds)
-        if only_run and matches.empty:
+        partial = _partial(progress, row, kinds)
+        if only_run and matches.empty and not partial:
             continue
-        reproduced, delta = _reproduced(matches, row["column"], float(row["value"]), show_data)
+        reproduced, delta = _reproduced(matches, row["column"], float(row["value"]), show_data,
+                                        partial)
         value = float(row["value"])
         cells = [method_label(row["method"], row["variant"]), row["setting"], row["mode"],
                  str(row["step"]), row["column"], row["convention"], row["recipe"] or "-",
@@ -125,8 +165,10 @@ def _notes(published: pd.DataFrame) -> list[str]:
 
 
 def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
-                          roots: Sequence[str], partial_runs: int) -> str:
-    """The whole `paper_tables.md` from the published rows and a `seed_summary` table."""
+                          roots: Sequence[str], partial_runs: int,
+                          progress: pd.DataFrame | None = None) -> str:
+    """The whole `paper_tables.md` from the published rows and a `seed_summary` table
+    (`progress`: `run_progress` of the runs, to say which cells have runs still going)."""
     sdr = published[published["source"].str.startswith(SDR_SOURCE_PREFIX)]
     lines = [
         "# The SDR paper's tables: published vs reproduced", "",
@@ -151,14 +193,16 @@ def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
         "(`data/ade/<task>/train-<step>.npy`), each image in one step: `bench data "
         "import-splits` imports it; the overlapped ADE numbers of later papers are another "
         "protocol.",
-        f"- Partial runs (last step not done) are not used: {partial_runs} found.", "",
+        f"- Partial runs (last step not done) are not averaged: {partial_runs} found; a cell "
+        "with runs still going says *partial* and how many steps each has done.", "",
         "## Real data", "",
     ]
     sources = list(pd.unique(sdr["source"]))  # the order of the published file
     for source in sources:
         rows = sdr[sdr["source"] == source]
         lines += [f"### {source}", ""]
-        lines += _table_lines(rows, summary, ["real"], only_run=False) + [""]
+        lines += _table_lines(rows, summary, ["real"], only_run=False,
+                              progress=progress) + [""]
     lines += ["## Embedded synthetic data: NOT real data, not comparable with the published "
               "numbers", "",
               "The same published numbers beside runs on the embedded synthetic dataset (or on "
@@ -168,7 +212,7 @@ def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
     any_synthetic = False
     for source in pd.unique(published["source"]):  # SDR's tables first, as in the file
         table = _table_lines(published[published["source"] == source], summary,
-                             ["synthetic", "unknown"], only_run=True)
+                             ["synthetic", "unknown"], only_run=True, progress=progress)
         if table:
             any_synthetic = True
             lines += [f"### {source} (synthetic runs)", ""] + table + [""]
@@ -181,7 +225,7 @@ def paper_tables_markdown(published: pd.DataFrame, summary: pd.DataFrame,
         for source in pd.unique(context["source"]):
             lines += [f"### {source}", ""]
             lines += _table_lines(context[context["source"] == source], summary, ["real"],
-                                  only_run=False) + [""]
+                                  only_run=False, progress=progress) + [""]
     notes = _notes(published)
     if notes:
         lines += ["## Notes on the published numbers", ""] + [f"- {n}" for n in notes] + [""]

@@ -91,6 +91,9 @@ def rows(content: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per run: label, steps done, total, state, error and log (when it failed)."""
     ids = [r["job_id"] for r in content["runs"]] + [j["job_id"] for j in content["step0_jobs"]]
     jobs = describe(content["executor"], Path(content["folder"]), [i for i in ids if i])
+    for job_id, error in content.get("errors", {}).items():  # debug jobs: kept by the sweep
+        if job_id in jobs and not jobs[job_id].error:
+            jobs[job_id].error = error
     result = []
     for run in content["runs"]:
         done, total = done_steps(run), int(run["num_steps"])

@@ -52,9 +52,11 @@ def _cancel(job_ids: list[str]) -> None:
 
 
 def submit(plan: Plan, launcher: dict[str, Any], runs_root: str, skip: set[str],
-           name: str | None = None) -> tuple[Path, dict[str, Any]]:
+           name: str | None = None,
+           extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Submit the plan's pending runs (minus `skip`, run dirs with a live job) and write the
-    manifest. Returns its path and content. Nothing stays submitted if a submission fails."""
+    manifest (with `extra` added, e.g. what a reproduction needs for its progress per table).
+    Returns its path and content. Nothing stays submitted if a submission fails."""
     executor_name = launcher["executor"]
     slurm = executor_name == "slurm"
     if slurm:
@@ -106,11 +108,16 @@ def submit(plan: Plan, launcher: dict[str, Any], runs_root: str, skip: set[str],
         "folder": str(folder), "launcher": launcher, "step0_jobs": phase_a, "runs": runs,
         "skipped": sorted(str(run.run_dir.path) for run in plan.runs
                           if run.run_dir.path not in wanted),
+        **(extra or {}),
     }
     path = manifest.write(runs_root, content)
     if executor_name == "debug":  # in-process by design: the jobs run now, in order
-        for handle in handles:
-            handle.exception()
+        # a debug job leaves no result file: what it raised is kept in the manifest
+        errors = {str(handle.job_id): _first_line(error) for handle in handles
+                  if (error := handle.exception()) is not None}
+        if errors:
+            content["errors"] = errors
+            path = manifest.write(runs_root, content)
     return path, content
 
 
