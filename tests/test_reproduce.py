@@ -18,17 +18,18 @@ from bench.reproduce.estimate import Estimate, figures_hours, pick_device
 from bench.reproduce.papers import find_paper, paper_key, papers, table_slug
 from tests.engine_helpers import TINY, bench
 
-# A crafted published file with the columns `variant` and `recipe` (empty: the method's own).
+# A crafted published file with the columns `variant` and `recipe` (variant empty: a method
+# without variants).
 # Its table 1 is the smallest embedded reproduction of an SDR table: voc-19-1 (2 steps), FT and
 # SDR, which share one step 0; `cil` is not a method of the harness.
 PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,variant,recipe,notes
 "SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,all,50.0,sdr,,mib,
 "SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,old,60.0,sdr,,mib,
-"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,sdr,1,all,55.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,sdr,1,all,55.0,sdr,release,sdr,
 "SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,cil,1,all,52.0,sdr,,mib,
 "SDR paper (a test copy, 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
-"DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted",voc,15-1,overlap,ft,5,all,9.0,mib,,,
-"MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,,
+"DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted",voc,15-1,overlap,ft,5,all,9.0,mib,,mib,
+"MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,mib,
 """
 
 
@@ -81,7 +82,7 @@ def test_cells_become_runs_with_their_variant_and_recipe_on_real_data_only(publi
                       known_method=lambda m: m != "cil")
     # the old and all columns of FT share one run; the recipe applies only where data is real
     assert {r: len(c) for r, c in real.requests.items()} == {
-        RunRequest("voc-19-1", "ft", "", ""): 2, RunRequest("voc-19-1", "sdr", "", ""): 1,
+        RunRequest("voc-19-1", "ft", "", ""): 2, RunRequest("voc-19-1", "sdr", "release", ""): 1,
         RunRequest("ade-100-50", "sdr", "paper", "sdr"): 1}
     assert RunRequest("ade-100-50", "sdr", "paper", "sdr").overrides() == [
         "method.variant=paper", "trainer=sdr"]
@@ -202,7 +203,7 @@ def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published,
     assert main(["tables", str(runs), "--published", str(published), "--out",
                  str(tables)]) == 0
     text = tables.read_text().split("## Embedded synthetic data", 1)[1]
-    assert "| FT | 19-1 | overlap | 1 | all | sdr | 50.0 |" in text
+    assert "| FT | 19-1 | overlap | 1 | all | sdr | mib | 50.0 |" in text
     assert "(n=1, synth-voc" in text
 
     again = bench_here(*common, "--executor", "debug", *TINY)
@@ -215,15 +216,21 @@ def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published,
 def test_a_cell_whose_runs_are_partial_says_so():
     from bench.report.paper_tables import PARTIAL, _partial, _reproduced
 
+    run = {"protocol": "voc-15-1", "method": "ft", "variant": "", "num_steps": 6}
     progress = pd.DataFrame([
-        {"data_kind": "synthetic", "protocol": "voc-15-1", "method": "ft", "variant": "",
-         "seed": 1, "done_steps": 3, "num_steps": 6},
-        {"data_kind": "synthetic", "protocol": "voc-15-1", "method": "ft", "variant": "",
-         "seed": 0, "done_steps": 1, "num_steps": 6}])
-    row = pd.Series({"protocol": "voc-15-1", "method": "ft", "variant": ""})
+        {**run, "data_kind": "synthetic", "recipe": "synth", "seed": 1, "done_steps": 3},
+        {**run, "data_kind": "synthetic", "recipe": "synth", "seed": 0, "done_steps": 1},
+        {**run, "data_kind": "real", "recipe": "sdr", "seed": 0, "done_steps": 2},
+        {**run, "data_kind": "synthetic", "variant": "paper", "recipe": "synth", "seed": 2,
+         "done_steps": 4}])
+    row = pd.Series({"protocol": "voc-15-1", "method": "ft", "variant": "", "recipe": "mib"})
     partial = _partial(progress, row, ["synthetic"])
+    # synthetic runs: any recipe (the embedded one); another variant is another cell
     assert partial == "2 partial run(s) (steps done: 1 of 6, 3 of 6)"
+    # real data: only the cell's recipe
     assert _partial(progress, row, ["real"]) == ""
+    assert _partial(progress, row.replace("mib", "sdr"), ["real"]) == (
+        "1 partial run(s) (steps done: 2 of 6)")
     empty = pd.DataFrame(columns=["ft"])
     assert _reproduced(empty, "all", 5.0, True, partial) == (f"{PARTIAL}: {partial}", "")
 
@@ -246,7 +253,8 @@ def test_what_a_debug_job_raised_is_shown_by_status(tmp_path):
 def test_on_real_data_each_cell_runs_the_recipe_it_names(tmp_path, published, crafted_voc,
                                                          monkeypatch, capsys):
     """With a VOC root the VOC cells run on it with their published recipe; the ADE cells,
-    without a root, stay on the embedded data with its own recipe."""
+    without a root, stay on the embedded data with its own recipe. FT (MiB's recipe) and SDR
+    (SDR's) train different step 0s."""
     from bench.cli import main
 
     monkeypatch.setenv("CSS_BENCH_CACHE", str(tmp_path / "cache"))
@@ -255,9 +263,9 @@ def test_on_real_data_each_cell_runs_the_recipe_it_names(tmp_path, published, cr
                  "--voc-root", str(crafted_voc), "--dry-run", "--runs-root",
                  str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    assert "  voc-19-1: ft (recipe=mib), sdr (recipe=mib)" in out
+    assert "  voc-19-1: ft (recipe=mib), sdr (variant=release, recipe=sdr)" in out
     assert "embedded synthetic data" not in out
-    assert "to submit: 2 run job(s) and 1 step-0 job(s)" in out
+    assert "to submit: 2 run job(s) and 2 step-0 job(s)" in out
 
 
 def test_progress_per_table_counts_complete_partial_and_not_started_cells(tmp_path):

@@ -69,8 +69,7 @@ class CellPlan:
 
 
 def cells_of(published: pd.DataFrame, tables: Sequence[PaperTable]) -> list[Cell]:
-    """The published rows of `tables` (the columns `variant` and `recipe` read as empty where
-    the file has none)."""
+    """The published rows of `tables` as cells (variant and recipe as the file names them)."""
     by_source = {t.source: t for t in tables}
     rows = published[published["source"].isin(list(by_source))]
     cells = []
