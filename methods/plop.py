@@ -129,8 +129,8 @@ def entropy_histogram(old_logits: Tensor, labels: Tensor, rows: int, max_entropy
 
 
 def histogram_median(counts: Sequence[float], variant: str = "release") -> float:
-    """The median of one class's histogram (`find_median`); NaN where the release divides by
-    an empty bin. `release` scans with the release's running sum of bin indices; `paper` with
+    """The median of one class's histogram (`find_median`); NaN or +-inf where the release
+    divides by an empty bin (with the release's scan, whenever no single bin holds the half). `release` scans with the release's running sum of bin indices; `paper` with
     the running sum of counts (the true histogram median)."""
     bins = len(counts)
     half = sum(counts) / 2
@@ -142,9 +142,10 @@ def histogram_median(counts: Sequence[float], variant: str = "release") -> float
         if running <= half <= running + counts[index]:
             break
         running += lower * bins if variant == "release" else counts[index]
-    if counts[index] == 0:
-        return float("nan")
-    return lower + (half - running) / counts[index] * (1 / bins)
+    excess = half - running
+    if counts[index] == 0:  # the release divides tensors: 0/0 is NaN, x/0 is +-inf
+        return float("nan") if excess == 0 else math.copysign(math.inf, excess)
+    return lower + excess / counts[index] * (1 / bins)
 
 
 def thresholds_from_histogram(histogram: Tensor, floor: float, variant: str) -> Tensor:
