@@ -176,3 +176,50 @@ def test_ade_100_50_uses_its_script_factors():
     params = get_method("plop").resolve_params("ade-100-50", {})
     assert (params["pod_factor"], params["logits_pod_factor"]) == (0.001, 0.00001)
     assert get_method("plop").resolve_params("voc-15-1", {})["pod_factor"] == 0.01
+
+
+def test_step_start_initialises_like_mib_and_computes_thresholds_from_one_pass():
+    from bench.engine.model import DeepLabV3
+    from methods.mib import init_from_background
+
+    torch.manual_seed(0)
+    old = DeepLabV3("resnet18", [16], base_channels=4, aspp_channels=8).eval()
+    model = DeepLabV3("resnet18", [16, 5], base_channels=4, aspp_channels=8)
+    model.load_state_dict(old.state_dict(), strict=False)
+    expected = DeepLabV3("resnet18", [16, 5], base_channels=4, aspp_channels=8)
+    expected.load_state_dict(model.state_dict())
+    init_from_background(expected.classifiers)
+    images = torch.rand(2, 3, 16, 16)
+    labels = torch.zeros(2, 16, 16, dtype=torch.long)
+    passes = []
+
+    def batches():
+        passes.append(1)
+        return [(images, labels)]
+
+    plop = get_method("plop")(VOC_15_5)
+    plop.on_step_start(StepContext(VOC_15_5, 1, model, old, torch.device("cpu"), batches))
+    assert passes == [1]
+    for got, want in zip(model.classifiers.parameters(), expected.classifiers.parameters(),
+                         strict=True):
+        assert torch.equal(got, want)
+    state = plop.state_dict()
+    assert state["thresholds"].shape == (21,) and state["max_entropy"] == pytest.approx(
+        math.log(21))
+
+
+@pytest.mark.parametrize(("method", "values"), [
+    ("plop", {"batch_size": 24, "epochs": (30, 30), "lr": (0.01, 0.001), "precision": "bf16"}),
+    ("dkd", {"batch_size": 32, "epochs": (60, 60), "lr": (1e-3, 1e-4), "precision": "bf16"}),
+])
+def test_recipes_are_selectable_by_name(tmp_path, method, values):
+    from bench.spec import RunSpec
+
+    spec = RunSpec.from_names("voc-15-5", method, overrides=[
+        f"trainer={method}", f"runs_root={tmp_path}", "quiet=true"])
+    assert spec.recipe_name == method
+    step0, step1 = spec.recipes
+    assert step0.batch_size == values["batch_size"] == step1.batch_size
+    assert (step0.epochs, step1.epochs) == values["epochs"]
+    assert (step0.lr, step1.lr) == pytest.approx(values["lr"])
+    assert step0.precision == values["precision"]
