@@ -130,8 +130,9 @@ def entropy_histogram(old_logits: Tensor, labels: Tensor, rows: int, max_entropy
 
 def histogram_median(counts: Sequence[float], variant: str = "release") -> float:
     """The median of one class's histogram (`find_median`); NaN or +-inf where the release
-    divides by an empty bin (with the release's scan, whenever no single bin holds the half). `release` scans with the release's running sum of bin indices; `paper` with
-    the running sum of counts (the true histogram median)."""
+    divides by an empty bin (with the release's scan, whenever no single bin holds the half).
+    `release` scans with the release's running sum of bin indices; `paper` with the running
+    sum of counts (the true histogram median)."""
     bins = len(counts)
     half = sum(counts) / 2
     running = 0.0

@@ -245,7 +245,7 @@ def test_plop_thresholds_of_the_global_pass(ranks_and_reference):
     for variant, expected in reference["thresholds"].items():
         for rank, result in enumerate(per_rank):
             torch.testing.assert_close(result["thresholds"][variant], expected, equal_nan=True,
-                                       msg=lambda m: f"rank {rank} {variant}: {m}")
+                                       msg=lambda m, r=rank, v=variant: f"rank {r} {v}: {m}")
     paper = reference["thresholds"]["paper"]
     assert torch.isfinite(paper).all() and (paper[:16] > 0.001).sum() >= 2
 
