@@ -37,8 +37,13 @@ Release quirks reproduced (each pinned by a test):
   same scale, only the 0.001 floor is affected;
 - the histogram median (`find_median`) adds the bin's INDEX, not its count, to the running sum
   while scanning bins (`running_sum += lower_border * nb_bins`), and computes the bin index as
-  int(i / 100 * 100) in floating point (so i = 29 reads bin 28). `variant=release` (default)
-  does this; `variant=paper` takes the histogram's true median (the paper's "median entropy");
+  int(i / 100 * 100) in floating point (so i = 29 reads bin 28). It finds a median only when
+  one bin holds about half of a class's pixels, else it divides by an empty bin (NaN: no
+  pseudo-label of that class; -inf: the floor; +inf: every pixel of that class kept). At real
+  scale the release's entropy scale puts every value below 1 / (C_old log C_current), i.e. in
+  the first two or three bins, where such a bin exists and the two scans differ by a few
+  pixels in millions. `variant=release` (default) does this; `variant=paper` takes the
+  histogram's true median (the paper's "median entropy");
 - the cross-entropy mean counts ignored pixels in its denominator (see above).
 
 Departure from the release: an image without any background pixel gets classifier-adaptive
