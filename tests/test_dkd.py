@@ -130,8 +130,9 @@ def test_init_groups_and_frozen_batchnorm_at_an_incremental_step():
     assert torch.equal(model.classifiers[1].bias, aux.bias[:1].expand(5))
     assert torch.equal(dkd.old_rows, old.classifiers[0].weight[1:])
     groups = dkd.parameter_groups(model)
+    # backbone at 1/10 of the recipe's (head) lr, weight decay only on the new classifier
     assert [(g.lr_factor, g.weight_decay) for g in groups] == [
-        (1.0, 0.0), (10.0, 0.0), (10.0, 0.0), (10.0, None)]
+        (0.1, 0.0), (1.0, 0.0), (1.0, 0.0), (1.0, None)]
     grouped = {id(p) for g in groups for p in g.parameters}
     batchnorm = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d)
                  for p in m.parameters()}
@@ -152,7 +153,7 @@ def test_step0_groups_and_backbone_batchnorm_momentum():
     assert model.head[1].momentum == 0.1
     groups = step0.parameter_groups(model)
     assert [(g.lr_factor, g.weight_decay) for g in groups] == [
-        (1.0, None), (10.0, None), (10.0, None)]
+        (0.1, None), (1.0, None), (1.0, None)]
     assert sum(len(g.parameters) for g in groups) == len(list(model.parameters()))
 
 
