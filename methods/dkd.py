@@ -34,8 +34,13 @@ Freezing at incremental steps (`--freeze_bn` -> `freeze_all_bn`, models/model.py
 `freeze_dropout`): every BatchNorm and Dropout in eval mode, BatchNorm parameters left out of
 the optimizer (`get_backbone_params` / `get_aspp_params`). Optimizer groups (train_voc.py
 `main_worker`): ASPP + head and classifiers at 10x the backbone's lr (here: the recipe's lr,
-backbone at 1/10); at incremental steps weight decay 0 except on the new classifier. Step 0's backbone BatchNorm momentum 0.01
-(`model._set_bn_momentum(model.backbone, momentum=0.01)`).
+backbone at 1/10); at incremental steps weight decay 0 except on the new classifier. Step 0's
+backbone BatchNorm momentum 0.01 (`model._set_bn_momentum(model.backbone, momentum=0.01)`).
+
+Because BatchNorm is frozen after step 0 and the backbone's statistics move at momentum 0.01, a
+step 0 much shorter than its recipe leaves them unconverged: on the embedded ADE data
+(ade-100-50) a 1-epoch step 0 makes step 1 diverge within a few epochs, a 10-epoch one does not
+(shorten only the incremental epochs when checking DKD quickly).
 
 Departures: the release's fp16 AMP with a GradScaler is the recipe's bf16 autocast here; ADE's
 warm-up (configs/config_ade.json WarmupPolyLR, 20 % of iterations) is not in the engine's poly
