@@ -175,6 +175,16 @@ class StepContext:
         return self.protocol.channels_of(self.step)
 
 
+@dataclass(frozen=True)
+class ParameterGroup:
+    """Parameters the optimizer updates together: at `lr_factor` times the recipe's (poly-decayed)
+    learning rate, with `weight_decay` (None: the recipe's)."""
+
+    parameters: tuple[torch.nn.Parameter, ...]
+    lr_factor: float = 1.0
+    weight_decay: float | None = None
+
+
 def parameter_view(model: torch.nn.Module) -> Mapping[str, Tensor]:
     """A read-only name -> parameter map of `model` (the tensors themselves, not copies)."""
     return MappingProxyType(dict(model.named_parameters()))
@@ -207,6 +217,19 @@ class Learner:
 
     def after_update(self, state: IterationState) -> None:
         """After each optimizer step."""
+
+    def parameter_groups(self, model: torch.nn.Module) -> list[ParameterGroup]:
+        """What the optimizer updates, at which learning-rate factor and weight decay (default:
+        every parameter with requires_grad, at the recipe's values)."""
+        return [ParameterGroup(tuple(p for p in model.parameters() if p.requires_grad))]
+
+    def train_mode(self, model: torch.nn.Module) -> None:
+        """After `model.train()` at each epoch's start: put modules that must not train (frozen
+        BatchNorm statistics, dropout) back in eval mode. Default: everything trains."""
+
+    def predict(self, logits: Tensor) -> Tensor:
+        """The predicted channel of each pixel from the seen channels' logits (N, C, H, W)."""
+        return logits.argmax(dim=1)
 
     def on_step_end(self, context: StepContext) -> None:
         """Called after the step's training (or after a shared step 0 was loaded)."""

@@ -9,6 +9,8 @@ slice, and DDP's gradient average divides by N.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import socket
 from pathlib import Path
 
@@ -20,14 +22,14 @@ from torch import nn
 
 from bench.engine import distributed
 from bench.engine.batchnorm import GlobalBatchNorm2d
-from methods import LossInputs, get_method
+from methods import LossInputs, ModelOutput, StepContext, get_method
 from methods.base import SINGLE, GlobalBatch
 from methods.step0 import step0_learner
 from protocols import get_protocol
 
 RANKS = 2
 VOC_15_5 = get_protocol("voc-15-5")
-METHODS = ["ft", "lwf", "lwf-mc", "ilt", "mib", "sdr", "sdr+mib"]
+METHODS = ["ft", "lwf", "lwf-mc", "ilt", "mib", "sdr", "sdr+mib", "plop", "dkd"]
 
 
 def crafted_batch(images: int) -> dict[str, torch.Tensor]:
@@ -49,12 +51,41 @@ def crafted_batch(images: int) -> dict[str, torch.Tensor]:
     }
 
 
+def class_rows() -> tuple[torch.Tensor, torch.Tensor]:
+    """Current (21) and old (16) classifier rows, background first (DKD's decomposed logits)."""
+    generator = torch.Generator().manual_seed(9)
+    return (torch.randn(21, 6, 1, 1, generator=generator),
+            torch.randn(16, 6, 1, 1, generator=generator))
+
+
+def with_whole_outputs(inputs: LossInputs) -> LossInputs:
+    """Every field a method may read: stages and decoder = the features, low-resolution logits
+    = the logits (same size here), and the classifier weights as parameters (plop, dkd)."""
+    channels = inputs.output.logits.shape[1]
+    weights = class_rows()[0][:channels]
+    parameters = {"classifiers.0.weight": weights[:16], "classifiers.0.bias": torch.zeros(16)}
+    if channels > 16:
+        parameters |= {"classifiers.1.weight": weights[16:], "classifiers.1.bias": torch.zeros(5)}
+    output = dataclasses.replace(inputs.output, stages=(inputs.output.encoder,),
+                                 logits_lowres=inputs.output.logits)
+    old = inputs.old_output
+    if old is not None:
+        old = dataclasses.replace(old, decoder=old.encoder, stages=(old.encoder,),
+                                  logits_lowres=old.logits)
+    return dataclasses.replace(inputs, output=output, old_output=old, parameters=parameters)
+
+
 def method_with_state(name: str):
     cls = get_method(name)
     # SDR's variant=paper: every statistic is one of the global batch; the release variant's
     # are per rank slice, as in the release's own processes (methods/sdr.py)
-    overrides = {"variant": "paper"} if "variant" in cls.defaults else {}
+    overrides = {"variant": "paper"} if name.startswith("sdr") else {}
     method = cls(VOC_15_5, cls.resolve_params("voc-15-5", overrides))
+    if name == "plop":  # per-class entropy thresholds: some pixels kept, some not
+        thresholds = 0.02 * torch.rand(21, generator=torch.Generator().manual_seed(4))
+        method.load_state_dict({"thresholds": thresholds, "max_entropy": math.log(21)})
+    if name == "dkd":  # the old model's class rows (what the step start takes from it)
+        method.old_rows = class_rows()[1][1:].flatten(1)
     if name.startswith("sdr"):
         generator = torch.Generator().manual_seed(3)
         counts = torch.zeros(21, dtype=torch.float64)
@@ -84,7 +115,7 @@ def terms_and_grads(tensors: dict[str, torch.Tensor], batch: GlobalBatch, step: 
                 step, logits, tensors["labels"], features=features,
                 old_logits=tensors["old_logits"][:, :16],
                 old_features=tensors["old_features"], batch=batch)
-        terms = learner.loss(inputs)
+        terms = learner.loss(with_whole_outputs(inputs))
         sum(terms.values()).backward()
         out[name] = {
             "terms": {k: v.detach() for k, v in terms.items()},
@@ -92,6 +123,32 @@ def terms_and_grads(tensors: dict[str, torch.Tensor], batch: GlobalBatch, step: 
             "state": method.state_dict(),
         }
     return out
+
+
+class OldLogits(nn.Module):
+    """A stand-in old model whose output logits are its input (the crafted old logits)."""
+
+    def forward(self, images: torch.Tensor) -> ModelOutput:
+        return ModelOutput(images)
+
+
+def plop_thresholds(tensors: dict[str, torch.Tensor], all_reduce=lambda t: t,
+                    shard=lambda t: t) -> dict[str, torch.Tensor]:
+    """PLOP's per-class entropy thresholds (both variants) from one pass over this rank's
+    slices of two batches (the first image alone: one rank's slice is empty, then the
+    others)."""
+    old_logits, labels = tensors["old_logits"][:, :16], tensors["labels"]
+    found = {}
+    for variant in ("release", "paper"):
+        method = get_method("plop")(VOC_15_5, {**get_method("plop").defaults,
+                                               "variant": variant})
+        batches = [(shard(old_logits[:1]), shard(labels[:1])),
+                   (shard(old_logits[1:]), shard(labels[1:]))]
+        context = StepContext(VOC_15_5, 1, nn.Identity(), OldLogits(), torch.device("cpu"),
+                              lambda batches=batches: batches, all_reduce=all_reduce)
+        method.compute_thresholds(context)
+        found[variant] = method.state_dict()["thresholds"]
+    return found
 
 
 def batchnorm_pass(x: torch.Tensor, batch: GlobalBatch, convert: bool) -> dict:
@@ -120,6 +177,8 @@ def worker(rank: int, port: int, images: int, folder: str) -> None:
         sliced = {k: distributed.shard(v) for k, v in crafted_batch(images).items()}
         result = {"step1": terms_and_grads(sliced, batch, 1),
                   "step0": terms_and_grads(sliced, batch, 0)}
+        result["thresholds"] = plop_thresholds(crafted_batch(images), distributed.all_reduce_sum,
+                                               distributed.shard)
         image = torch.rand(images, 3, 6, 6, generator=torch.Generator().manual_seed(5))
         bn = batchnorm_pass(distributed.shard(image), batch, convert=True)
         # what DDP would hold after its average over ranks
@@ -148,7 +207,8 @@ def ranks_and_reference(request, tmp_path_factory):
     per_rank = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(RANKS)]
     whole = crafted_batch(images)
     reference = {"step1": terms_and_grads(whole, SINGLE, 1),
-                 "step0": terms_and_grads(whole, SINGLE, 0)}
+                 "step0": terms_and_grads(whole, SINGLE, 0),
+                 "thresholds": plop_thresholds(whole)}
     image = torch.rand(images, 3, 6, 6, generator=torch.Generator().manual_seed(5))
     reference["batchnorm"] = batchnorm_pass(image, SINGLE, convert=False)
     return per_rank, reference
@@ -180,6 +240,26 @@ def test_sdr_terms_are_not_trivially_zero(ranks_and_reference):
     _, reference = ranks_and_reference
     terms = reference["step1"]["sdr"]["terms"]
     assert all(terms[k].item() > 0 for k in ("matching", "attraction", "repulsion", "sparsity"))
+
+
+def test_plop_thresholds_of_the_global_pass(ranks_and_reference):
+    """Histograms summed over ranks: every rank holds the single-process thresholds (NaN and
+    inf where the release's median divides by an empty bin), and they are not all the floor."""
+    per_rank, reference = ranks_and_reference
+    for variant, expected in reference["thresholds"].items():
+        for rank, result in enumerate(per_rank):
+            torch.testing.assert_close(result["thresholds"][variant], expected, equal_nan=True,
+                                       msg=lambda m, r=rank, v=variant: f"rank {r} {v}: {m}")
+    paper = reference["thresholds"]["paper"]
+    assert torch.isfinite(paper).all() and (paper[:16] > 0.001).sum() >= 2
+
+
+def test_new_terms_are_not_trivially_zero(ranks_and_reference):
+    _, reference = ranks_and_reference
+    for method, keys in (("plop", ("ce", "pod")),
+                         ("dkd", ("mbce", "kd", "dkd_pos", "dkd_neg", "ac"))):
+        terms = reference["step1"][method]["terms"]
+        assert all(terms[k].item() > 0 for k in keys), (method, terms)
 
 
 def test_batchnorm_over_ranks_equals_batchnorm_on_the_whole_batch(ranks_and_reference):

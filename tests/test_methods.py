@@ -425,6 +425,7 @@ TERMS = {
     "ft": {"ce"}, "lwf": {"ce", "kd"}, "ilt": {"ce", "kd", "feature_kd"},
     "lwf-mc": {"bce", "kd"}, "mib": {"unbiased_ce", "unbiased_kd"}, "joint": {"ce"},
     "sdr": {"unbiased_ce", "unbiased_kd", "matching", "attraction", "repulsion", "sparsity"},
+    "plop": {"ce", "pod"}, "dkd": {"mbce", "kd", "dkd_pos", "dkd_neg", "ac"},
 }
 TERMS["sdr+mib"] = TERMS["sdr"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -14,8 +14,10 @@ from bench.metrics import ConfusionMatrix
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_channels: int,
-             device: torch.device, bf16: bool = False) -> ConfusionMatrix:
-    """Predict the argmax over the `num_channels` seen channels; 255 labels are not counted."""
+             device: torch.device, bf16: bool = False,
+             predict: Callable[[Tensor], Tensor] | None = None) -> ConfusionMatrix:
+    """Predict with `predict` (default: the argmax) from the `num_channels` seen channels'
+    logits (float32); 255 labels are not counted."""
     model.eval()
     matrix = ConfusionMatrix(num_channels, device=device)
     autocast = bf16_autocast(device, bf16)
@@ -24,6 +26,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], num_cha
         labels = labels.to(device, non_blocking=True)
         with autocast:
             logits = model(images).logits
-        matrix.update(logits[:, :num_channels].argmax(dim=1), labels)
+        seen = logits[:, :num_channels].float()
+        matrix.update(seen.argmax(dim=1) if predict is None else predict(seen), labels)
     matrix.all_reduce()  # ranks evaluated disjoint shards; a no-op when single
     return matrix

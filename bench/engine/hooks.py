@@ -57,7 +57,7 @@ class PolyLR(HookBase):
         recipe = trainer.recipe
         lr = poly_lr(recipe.lr, trainer.iteration, trainer.total_iterations, recipe.poly_power)
         for group in trainer.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_factor", 1.0)
 
 
 class LossHistory(HookBase):

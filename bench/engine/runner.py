@@ -254,7 +254,7 @@ class Runner:
         synchronize(self.device)
         started = time.perf_counter()
         matrix = evaluate(model, self.scenario.test_loader(step), model.num_classes,
-                          self.device, bf16=recipe.bf16)
+                          self.device, bf16=recipe.bf16, predict=learner.predict)
         synchronize(self.device)
         evaluated = time.perf_counter() - started
         timings = {"train_seconds": meter.seconds, "eval_seconds": evaluated}

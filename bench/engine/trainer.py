@@ -30,7 +30,14 @@ from bench.engine.compute import (
 from bench.engine.hooks import HookBase, LossHistory
 from bench.engine.seeds import derived_seed
 from bench.spec import StepRecipe
-from methods.base import GlobalBatch, IterationState, Learner, LossInputs, parameter_view
+from methods.base import (
+    GlobalBatch,
+    IterationState,
+    Learner,
+    LossInputs,
+    ParameterGroup,
+    parameter_view,
+)
 
 Batches = Callable[[int], Iterable[tuple[Tensor, Tensor]]]
 
@@ -52,7 +59,7 @@ class StepTrainer:
         self.iterations_per_epoch = iterations_per_epoch
         self.total_iterations = recipe.epochs * iterations_per_epoch
         self.optimizer = torch.optim.SGD(
-            [p for p in model.parameters() if p.requires_grad], lr=recipe.lr,
+            optimizer_groups(learner.parameter_groups(model), recipe), lr=recipe.lr,
             momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
         self.start_epoch = 0
         self.epoch = 0
@@ -82,6 +89,7 @@ class StepTrainer:
             self.epoch = epoch
             torch.manual_seed(derived_seed(self.seed, self.step, epoch))
             self.model.train()
+            self.learner.train_mode(self.model)
             self._call("before_epoch")
             for images, labels in self.batches(epoch):
                 self._call("before_iteration")
@@ -133,6 +141,15 @@ class StepTrainer:
         for hook in self.hooks:
             hook.load_state_dict(state["hooks"].get(type(hook).__name__, {}))
         self.start_epoch, self.iteration = state["epoch"], state["iteration"]
+
+
+def optimizer_groups(groups: Sequence[ParameterGroup], recipe: StepRecipe) -> list[dict]:
+    """SGD parameter groups from the learner's (the poly schedule scales `lr_factor`)."""
+    return [{"params": list(group.parameters), "lr": recipe.lr * group.lr_factor,
+             "lr_factor": group.lr_factor,
+             "weight_decay": (recipe.weight_decay if group.weight_decay is None
+                              else group.weight_decay)}
+            for group in groups if group.parameters]
 
 
 def freeze(model: nn.Module) -> nn.Module:
