@@ -211,15 +211,13 @@ class PLOP(BackgroundInit, Method):
         "variant": "release: train.py Trainer.find_median's median (running sum of bin "
                    "indices); paper: the histogram's true median",
     }
+    choices = {"variant": ("release", "paper")}
     per_protocol = {"ade-100-50": {"pod_factor": 0.001, "logits_pod_factor": 0.00001}}
     recipe = "plop"
     uses_old_model = True
 
     def __init__(self, protocol: Any, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(protocol, params)
-        if self.params["variant"] not in ("release", "paper"):
-            raise BenchError(f"method.variant={self.params['variant']!r} for plop is not "
-                             "'release' or 'paper'")
         self.thresholds: Tensor | None = None
         self.max_entropy = 0.0
 

@@ -158,7 +158,7 @@ def test_a_published_cell_is_compared_only_with_runs_of_its_variant(tmp_path: Pa
 
 @pytest.mark.parametrize(("columns", "reason"), [
     (",release,mib", "line 2: method ft has no variant, but the row names 'release'"),
-    (",,synth", "line 2: recipe 'synth' not one of ('mib', 'sdr')"),
+    (",,synth", "line 2: recipe 'synth' not one of ('dkd', 'mib', 'plop', 'sdr')"),
 ])
 def test_a_bad_variant_or_recipe_is_named(tmp_path: Path, capsys, columns, reason) -> None:
     bad = tmp_path / "bad.csv"

@@ -168,8 +168,8 @@ def _inputs_without_thresholds():
 
 def test_unknown_variant_is_one_clear_error():
     plop = get_method("plop")
-    with pytest.raises(BenchError, match="variant"):
-        plop(VOC_15_5, {**plop.defaults, "variant": "other"})
+    with pytest.raises(BenchError, match=r"method.variant must be one of release \| paper"):
+        plop.resolve_params("voc-15-5", {"variant": "other"})
 
 
 def test_ade_100_50_uses_its_script_factors():
