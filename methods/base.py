@@ -226,6 +226,8 @@ class Method(Learner):
     - `defaults`: hyperparameters with their published values; `sources`: where each comes from;
     - `per_protocol`: glob over `<dataset>-<setting>` (e.g. `voc-15-1`, any mode or order) ->
       hyperparameters that differ there (first match wins);
+    - `per_recipe`: trainer recipe name (`synth`, `mib`, `sdr`) -> hyperparameters that differ
+      under that recipe (applied after `per_protocol`; each entry says why in its source);
     - `step0`: the name of the step-0 recipe (methods/step0.py), which learns step 0; methods
       naming the same recipe share one cached step 0;
     - `recipe`: the trainer recipe of the paper whose numbers the method reproduces, used on
@@ -238,6 +240,7 @@ class Method(Learner):
     defaults: ClassVar[Mapping[str, Any]] = {}
     sources: ClassVar[Mapping[str, str]] = {}
     per_protocol: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    per_recipe: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     step0: ClassVar[str] = "ce"
     recipe: ClassVar[str] = "mib"
     real_model: ClassVar[str] = "r101"
@@ -248,14 +251,18 @@ class Method(Learner):
                        self.resolve_params(f"{protocol.dataset}-{protocol.setting}", {}))
 
     @classmethod
-    def resolve_params(cls, setting: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve_params(cls, setting: str, overrides: Mapping[str, Any],
+                       recipe: str | None = None) -> dict[str, Any]:
         """Defaults, then the first `per_protocol` glob matching `setting` (e.g. `voc-15-1`,
-        whatever the mode or class order), then the user's overrides (of a compatible type)."""
+        whatever the mode or class order), then `per_recipe[recipe]` (the trainer recipe's
+        name), then the user's overrides (of a compatible type)."""
         params = dict(cls.defaults)
         for pattern, values in cls.per_protocol.items():
             if fnmatch.fnmatch(setting, pattern):
                 params.update(values)
                 break
+        if recipe is not None:
+            params.update(cls.per_recipe.get(recipe, {}))
         unknown = set(overrides) - set(params)
         if unknown:
             known = ", ".join(sorted(params)) or "none"
