@@ -284,7 +284,7 @@ def run_tiny(root, cache, monkeypatch, stop_at=None):
         monkeypatch.setattr(EpochCheckpoint, "after_epoch", original)
     runner = Runner(spec_of("voc-15-5", "rw", root), log=lambda _: None)
     runner.run()
-    return runner.run_dir
+    return runner.run_dir.path
 
 
 @pytest.fixture(scope="module")
