@@ -413,6 +413,8 @@ TERMS = {
     "ft": {"ce"}, "lwf": {"ce", "kd"}, "ilt": {"ce", "kd", "feature_kd"},
     "lwf-mc": {"bce", "kd"}, "mib": {"unbiased_ce", "unbiased_kd"}, "joint": {"ce"},
     "sdr": {"unbiased_ce", "unbiased_kd", "matching", "attraction", "repulsion", "sparsity"},
+    "ewc": {"ce", "penalty"}, "pi": {"ce", "penalty"}, "rw": {"ce", "penalty"},
+    "cil": {"ce", "kd"},
 }
 TERMS["sdr+mib"] = TERMS["sdr"]
 
