@@ -24,7 +24,7 @@ trains plain cross-entropy over all channels, i.e. fine-tuning (this benchmark's
 loss class also differs from the paper where it would run: it sums softmax(student) *
 softmax(teacher) (no logarithm, positive sign), which minimised would push the student AWAY
 from the teacher. This module implements the paper's loss (a cross-entropy, which that class's
-docstring says it reduces to at T = 1); tests/test_methods.py checks that the distillation
+docstring says it reduces to at T = 1); tests/test_importance.py checks that the distillation
 pulls the student towards the teacher.
 """
 

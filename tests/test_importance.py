@@ -179,6 +179,23 @@ def test_release_penalty_weights_and_the_synth_recipe_scale():
     assert dict(spec.param_items)["penalty_weight"] == 50.0
 
 
+def test_the_synth_weights_keep_the_release_product_of_learning_rate_and_weight():
+    """The per-recipe table is data: weight x incremental lr on the embedded recipe equals the
+    release's weight x the MiB recipe's incremental lr, and lr x the penalty's largest stiffness
+    stays below Nesterov's stability bound 2 (1 + m) / (1 + 2 m) there."""
+    for name, largest_w in (("ewc", 1.0), ("pi", 1.0), ("rw", 2.0)):
+        products = []
+        for overrides in ([], ["trainer=mib"]):
+            spec = RunSpec.from_names("voc-15-1", name, overrides=overrides, resolve_data=False)
+            recipe = spec.recipes[1]
+            weight = dict(spec.param_items)["penalty_weight"]
+            products.append(recipe.lr * weight)
+            assert recipe.nesterov
+            bound = 2 * (1 + recipe.momentum) / (1 + 2 * recipe.momentum)
+            assert recipe.lr * 2 * weight * largest_w < bound
+        assert products[0] == pytest.approx(products[1], rel=1e-12)
+
+
 def test_importance_reads_the_task_gradient_without_the_penalty():
     """Step 1: the penalty's gradient is removed before the Fisher update (the release updates
     before backpropagating the penalty)."""
