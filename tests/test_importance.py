@@ -284,8 +284,8 @@ class Interrupted(Exception):
     pass
 
 
-def run_tiny(root, cache, monkeypatch, stop_at=None):
-    """A tiny rw run; `stop_at` = (step, epoch): raise after that epoch's checkpoint."""
+def run_tiny(root, cache, monkeypatch, stop_at=None, method="rw"):
+    """A tiny run; `stop_at` = (step, epoch): raise after that epoch's checkpoint."""
     monkeypatch.setenv("CSS_BENCH_CACHE", str(cache))
     if stop_at is not None:
         original = EpochCheckpoint.after_epoch
@@ -297,9 +297,9 @@ def run_tiny(root, cache, monkeypatch, stop_at=None):
 
         monkeypatch.setattr(EpochCheckpoint, "after_epoch", stopping)
         with pytest.raises(Interrupted):
-            Runner(spec_of("voc-15-5", "rw", root), log=lambda _: None).run()
+            Runner(spec_of("voc-15-5", method, root), log=lambda _: None).run()
         monkeypatch.setattr(EpochCheckpoint, "after_epoch", original)
-    runner = Runner(spec_of("voc-15-5", "rw", root), log=lambda _: None)
+    runner = Runner(spec_of("voc-15-5", method, root), log=lambda _: None)
     runner.run()
     return runner.run_dir.path
 
@@ -344,3 +344,22 @@ def test_tiny_run_terms(uninterrupted):
     history = records(uninterrupted)[1]["loss_history"]
     assert set(history[0]) == {"ce", "penalty"}
     assert all(epoch["penalty"] > 0 for epoch in history)
+
+
+def test_ewc_and_pi_reuse_the_step0_rw_trained_and_read_their_own_record(uninterrupted,
+                                                                          monkeypatch):
+    root = uninterrupted.parents[3]  # <root>/runs/voc-15-5/rw/seed...
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, statistic in (("ewc", "fisher"), ("pi", "score")):
+            monkeypatch.setenv("CSS_BENCH_CACHE", str(root / "cache"))
+            runner = Runner(spec_of("voc-15-5", name, root / "runs"), log=lambda _: None)
+            results = runner.run()
+            assert results[0].reused_step0 and results[1].trained
+            step0 = load_torch(runner.run_dir.path / "step0" / "checkpoint.pt")["method"]
+            assert set(step0["carried"]) == {statistic}
+            assert any(bool((t != 1).any() if name == "ewc" else (t > 0).any())
+                       for t in step0["carried"][statistic].values())
+    finally:
+        torch.set_num_threads(threads)
