@@ -363,3 +363,16 @@ def test_ewc_and_pi_reuse_the_step0_rw_trained_and_read_their_own_record(uninter
                        for t in step0["carried"][statistic].values())
     finally:
         torch.set_num_threads(threads)
+
+
+def test_bench_list_methods_shows_the_new_methods_with_sources_and_recipe_values():
+    from bench.commands.listing import method_lines
+
+    lines = method_lines()
+    text = "\n".join(lines)
+    for name in ("ewc", "pi", "rw", "cil"):
+        assert any(line.startswith(f"{name} ") for line in lines), name
+    assert "step 0: recipe ce+importance" in text
+    assert "penalty_weight = 500.0  [fcdl94/MiB argparser.py" in text
+    assert "with trainer=synth: penalty_weight=50.0" in text
+    assert "entropy_scale = 1.0  [LTTM/SDR train.py" in text
