@@ -15,6 +15,11 @@ optimizer steps).
   before the penalty's backward pass). The engine backpropagates the sum of all terms once, so
   `task_gradients` removes the penalty's own gradient, 2 * weight * W * (p - p_old), which it
   knows in closed form.
+- Gradients are read unscaled: LTTM/SDR `train.py` backpropagates through apex `amp.scale_loss`
+  at the default `--opt_level O0` (loss scale 1). The MiB version read here (commit 04c97b9)
+  uses torch.cuda.amp's `GradScaler`, so its update reads gradients multiplied by the current
+  loss scale; the per-tensor min-max normalisation cancels a constant factor (not the scale's
+  changes during training, nor its weight against the Fisher's initial ones). Not reproduced.
 - The penalty: weight * sum over the previous model's parameters of W * (p - p_old)^2, W the
   carried importance min-max normalised per parameter tensor (`min_max`, the release's
   `normalize_fn`; on by default: `--reg_no_normalize` is off in the release's presets).
