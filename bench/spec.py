@@ -4,7 +4,8 @@ every input that changes a number.
     spec = RunSpec.from_names("voc-15-1", "mib", seed=0, overrides=("trainer.epochs=5",))
 
 resolves the protocol with its knobs, the method with its hyperparameters (the method's
-defaults, then its matching `per_protocol` entry, then `method.PARAM=value` overrides), the
+defaults, then its matching `per_protocol` entry, then its `per_recipe` entry for the trainer
+recipe, then `method.PARAM=value` overrides), the
 recipe of every step, the model and the data (name, synthetic sizes, and a digest of the content
 of every split list the run uses). `spec.identity()` is all of that plus the spec format;
 `spec.run_hash` names the run's directory, so a changed default, recipe or data set is a new run,
@@ -276,7 +277,8 @@ class RunSpec:
             raise BenchError(f"bad evaluation knob ({error}); eval.crop is center or full, the "
                              "others true or false") from None
         params = method_class.resolve_params(f"{requested.dataset}-{requested.setting}",
-                                             config["method_params"])
+                                             config["method_params"],
+                                             recipe=config["trainer"].get("name"))
         for key, value in params.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise BenchError(f"method.{key}={shown(value)} is not allowed: "

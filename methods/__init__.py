@@ -1,14 +1,18 @@
 """HOW a step is learned: one module per method, a registry, the shared Method interface."""
 
 from methods import (  # noqa: F401  (registers)
+    cil,
     dkd,
+    ewc,
     ft,
     ilt,
     joint,
     lwf,
     lwf_mc,
     mib,
+    pi,
     plop,
+    rw,
     sdr,
     sdr_mib,
     step0,  # noqa: F401  (the step-0 recipes, before the methods naming them)

@@ -254,6 +254,8 @@ class Method(Learner):
       `release` | `paper`, the first one the default);
     - `per_protocol`: glob over `<dataset>-<setting>` (e.g. `voc-15-1`, any mode or order) ->
       hyperparameters that differ there (first match wins);
+    - `per_recipe`: trainer recipe name (`synth`, `mib`, `sdr`) -> hyperparameters that differ
+      under that recipe (applied after `per_protocol`; each entry says why in its source);
     - `step0`: the name of the step-0 recipe (methods/step0.py), which learns step 0; methods
       naming the same recipe share one cached step 0;
     - `step0_records`: names of the step-0 recorders whose record the method reads (part of its
@@ -269,6 +271,7 @@ class Method(Learner):
     sources: ClassVar[Mapping[str, str]] = {}
     choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     per_protocol: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    per_recipe: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     step0: ClassVar[str] = "ce"
     step0_records: ClassVar[tuple[str, ...]] = ()
     recipe: ClassVar[str] = "mib"
@@ -280,14 +283,18 @@ class Method(Learner):
                        self.resolve_params(f"{protocol.dataset}-{protocol.setting}", {}))
 
     @classmethod
-    def resolve_params(cls, setting: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve_params(cls, setting: str, overrides: Mapping[str, Any],
+                       recipe: str | None = None) -> dict[str, Any]:
         """Defaults, then the first `per_protocol` glob matching `setting` (e.g. `voc-15-1`,
-        whatever the mode or class order), then the user's overrides (of a compatible type)."""
+        whatever the mode or class order), then `per_recipe[recipe]` (the trainer recipe's
+        name), then the user's overrides (of a compatible type)."""
         params = dict(cls.defaults)
         for pattern, values in cls.per_protocol.items():
             if fnmatch.fnmatch(setting, pattern):
                 params.update(values)
                 break
+        if recipe is not None:
+            params.update(cls.per_recipe.get(recipe, {}))
         unknown = set(overrides) - set(params)
         if unknown:
             known = ", ".join(sorted(params)) or "none"

@@ -8,6 +8,9 @@ so cached step 0s without that record are not reused.
 - `ce`: plain cross-entropy over the step-0 classes (FT, LwF, ILT, MiB, SDR, ...);
 - `joint`: the same loss, for joint training's one step holding every class (never shared with
   an incremental step 0: it learns other classes);
+- `ce+importance`: the same loss, recording parameter-importance statistics from every
+  iteration's gradients (EWC's Fisher, PI's path integral, RW's score; each recorder registered
+  by its method's module), so EWC, PI and RW share one step 0;
 - recipes with another loss (LwF-MC's `bce`, ...) are registered by their method's module.
 """
 
@@ -64,3 +67,10 @@ class CrossEntropy(Step0Recipe):
 class JointCrossEntropy(Step0Recipe):
     name = "joint"
     description = "cross-entropy over every class of the setting in one step (joint training)"
+
+
+@register_step0
+class CrossEntropyWithImportance(Step0Recipe):
+    name = "ce+importance"
+    description = ("cross-entropy over the step-0 classes, recording parameter importance from "
+                   "each iteration's gradients (EWC, PI, RW)")

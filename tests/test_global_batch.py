@@ -22,14 +22,16 @@ from torch import nn
 
 from bench.engine import distributed
 from bench.engine.batchnorm import GlobalBatchNorm2d
-from methods import LossInputs, ModelOutput, StepContext, get_method
-from methods.base import SINGLE, GlobalBatch
-from methods.step0 import step0_learner
+from methods import IterationState, LossInputs, ModelOutput, StepContext, get_method
+from methods.base import SINGLE, GlobalBatch, parameter_view
+from methods.step0 import step0_learner, step0_recipe
 from protocols import get_protocol
 
 RANKS = 2
 VOC_15_5 = get_protocol("voc-15-5")
-METHODS = ["ft", "lwf", "lwf-mc", "ilt", "mib", "sdr", "sdr+mib", "plop", "dkd"]
+METHODS = ["ft", "lwf", "lwf-mc", "ilt", "mib", "sdr", "sdr+mib", "plop", "dkd", "ewc", "pi", "rw",
+           "cil"]
+PENALTIES = ("ewc", "pi", "rw")  # penalties over the parameters of a tiny stand-in model
 
 
 def crafted_batch(images: int) -> dict[str, torch.Tensor]:
@@ -75,12 +77,30 @@ def with_whole_outputs(inputs: LossInputs) -> LossInputs:
     return dataclasses.replace(inputs, output=output, old_output=old, parameters=parameters)
 
 
+def penalised_model() -> tuple[nn.Module, nn.Module]:
+    """A tiny model and its "previous" version (parameters moved), the same on every rank."""
+    torch.manual_seed(17)
+    model = nn.Conv2d(6, 4, 1)
+    old = nn.Conv2d(6, 4, 1)
+    return model, old
+
+
 def method_with_state(name: str):
     cls = get_method(name)
     # SDR's variant=paper: every statistic is one of the global batch; the release variant's
     # are per rank slice, as in the release's own processes (methods/sdr.py)
     overrides = {"variant": "paper"} if name.startswith("sdr") else {}
     method = cls(VOC_15_5, cls.resolve_params("voc-15-5", overrides))
+    if name in PENALTIES:
+        model, old = penalised_model()
+        generator = torch.Generator().manual_seed(19)
+        statistics = {"ewc": ("fisher",), "pi": ("score",), "rw": ("fisher", "score")}[name]
+        method.load_state_dict({"carried": {
+            statistic: {n: torch.rand(p.shape, generator=generator)
+                        for n, p in old.named_parameters()} for statistic in statistics}})
+        method.on_step_start(StepContext(VOC_15_5, 1, model, old, torch.device("cpu"),
+                                         lambda: []))
+        method.penalised = model
     if name == "plop":  # per-class entropy thresholds: some pixels kept, some not
         thresholds = 0.02 * torch.rand(21, generator=torch.Generator().manual_seed(4))
         method.load_state_dict({"thresholds": thresholds, "max_entropy": math.log(21)})
@@ -115,7 +135,10 @@ def terms_and_grads(tensors: dict[str, torch.Tensor], batch: GlobalBatch, step: 
                 step, logits, tensors["labels"], features=features,
                 old_logits=tensors["old_logits"][:, :16],
                 old_features=tensors["old_features"], batch=batch)
-        terms = learner.loss(with_whole_outputs(inputs))
+        inputs = with_whole_outputs(inputs)
+        if name in PENALTIES:
+            inputs.parameters = parameter_view(method.penalised)
+        terms = learner.loss(inputs)
         sum(terms.values()).backward()
         out[name] = {
             "terms": {k: v.detach() for k, v in terms.items()},
@@ -168,6 +191,29 @@ def batchnorm_pass(x: torch.Tensor, batch: GlobalBatch, convert: bool) -> dict:
             "buffers": [b.clone() for b in layers.buffers()]}
 
 
+def importance_pass(tensors: dict[str, torch.Tensor], batch: GlobalBatch, average) -> dict:
+    """Two SGD iterations of a 1x1 classifier on the features under the `ce+importance` step-0
+    recipe; `average` turns this rank's parameter gradients into DDP's average. Returns what the
+    recipe recorded (EWC's Fisher, PI's path integral, RW's score)."""
+    torch.manual_seed(23)
+    head = nn.Conv2d(6, 16, 1)
+    recipe = step0_recipe("ce+importance")(VOC_15_5)
+    parameters = parameter_view(head)
+    labels = tensors["labels"].clamp(max=15).where(tensors["labels"] != 255, 255)
+    for iteration in range(2):
+        head.zero_grad()
+        logits = head(tensors["features"])
+        inputs = LossInputs.from_tensors(0, logits, labels, batch=batch)
+        sum(recipe.loss(inputs).values()).backward()
+        for parameter in head.parameters():
+            parameter.grad = average(parameter.grad)
+        recipe.after_backward(IterationState(0, 0, iteration, parameters, batch))
+        with torch.no_grad():
+            for parameter in head.parameters():
+                parameter -= 0.5 * parameter.grad
+    return recipe.state_dict()
+
+
 def worker(rank: int, port: int, images: int, folder: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -184,6 +230,8 @@ def worker(rank: int, port: int, images: int, folder: str) -> None:
         # what DDP would hold after its average over ranks
         bn["weight_grads"] = [distributed.all_reduce_sum(g) / RANKS for g in bn["weight_grads"]]
         result["batchnorm"] = bn
+        result["importance"] = importance_pass(
+            sliced, batch, lambda grad: distributed.all_reduce_sum(grad) / RANKS)
         torch.save(result, Path(folder) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -211,6 +259,7 @@ def ranks_and_reference(request, tmp_path_factory):
                  "thresholds": plop_thresholds(whole)}
     image = torch.rand(images, 3, 6, 6, generator=torch.Generator().manual_seed(5))
     reference["batchnorm"] = batchnorm_pass(image, SINGLE, convert=False)
+    reference["importance"] = importance_pass(whole, SINGLE, lambda grad: grad)
     return per_rank, reference
 
 
@@ -276,3 +325,20 @@ def test_batchnorm_over_ranks_equals_batchnorm_on_the_whole_batch(ranks_and_refe
             close(got, want, "parameter gradient after DDP's average")
         for got, want in zip(result["batchnorm"]["buffers"], expected["buffers"], strict=True):
             close(got.to(want.dtype), want, "running statistics")
+
+
+def test_importance_from_gradients_is_the_single_process_one(ranks_and_reference):
+    """EWC's Fisher, PI's path integral and RW's score, recorded from DDP's averaged gradients
+    on each rank, equal those of one process on the whole batch."""
+    per_rank, reference = ranks_and_reference
+    expected = reference["importance"]
+    assert set(expected) == {"fisher", "path_integral", "riemannian_walk"}
+    assert (expected["path_integral"]["delta"]["weight"] != 0).any()
+    for rank, result in enumerate(per_rank):
+        torch.testing.assert_close(result["importance"], expected, rtol=1e-5, atol=1e-6,
+                                   msg=lambda m, rank=rank: f"rank {rank}: {m}")
+
+
+def test_parameter_penalties_are_not_trivially_zero(ranks_and_reference):
+    _, reference = ranks_and_reference
+    assert all(reference["step1"][name]["terms"]["penalty"].item() > 0 for name in PENALTIES)

@@ -426,6 +426,8 @@ TERMS = {
     "lwf-mc": {"bce", "kd"}, "mib": {"unbiased_ce", "unbiased_kd"}, "joint": {"ce"},
     "sdr": {"unbiased_ce", "unbiased_kd", "matching", "attraction", "repulsion", "sparsity"},
     "plop": {"ce", "pod"}, "dkd": {"mbce", "kd", "dkd_pos", "dkd_neg", "ac"},
+    "ewc": {"ce", "penalty"}, "pi": {"ce", "penalty"}, "rw": {"ce", "penalty"},
+    "cil": {"ce", "kd"},
 }
 TERMS["sdr+mib"] = TERMS["sdr"]
 

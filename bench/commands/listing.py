@@ -67,6 +67,9 @@ def method_lines(pattern: str = "*") -> list[str]:
         for protocol_glob, values in method.per_protocol.items():
             changed = ", ".join(f"{k}={v}" for k, v in values.items())
             lines.append(f"{indent}on {protocol_glob}: {changed}")
+        for recipe, values in method.per_recipe.items():
+            changed = ", ".join(f"{k}={v}" for k, v in values.items())
+            lines.append(f"{indent}with trainer={recipe}: {changed}")
     return lines
 
 
