@@ -77,6 +77,8 @@ class CIL(Method):
         "kd_weight": "Klingner et al. 2020 (one loss, no weight between its parts); LTTM/SDR "
                      "train.py adds lCIL unweighted",
     }
+    # The CIL numbers users compare with are the SDR paper's, run with the SDR release and recipe
+    recipe = "sdr"
     uses_old_model = True
 
     def loss(self, inputs: LossInputs) -> dict[str, Tensor]:
