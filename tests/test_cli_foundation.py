@@ -23,7 +23,11 @@ def test_list_with_pattern(capsys):
     assert main(["list", "protocols", "ade-*-sequential"]) == 0
     names = [x.split()[0] for x in capsys.readouterr().out.splitlines() if not x.startswith("#")]
     assert names == ["ade-100-50-sequential", "ade-100-10-sequential", "ade-50-50-sequential",
-                     "ade-100-5-sequential", "ade-offline-sequential"]
+                     "ade-100-5-sequential", "ade-offline-sequential",
+                     # MiB's other ADE class orders (fcdl94/MiB tasks.py tasks_ade)
+                     "ade-100-50b-sequential", "ade-100-50c-sequential",
+                     "ade-100-10b-sequential", "ade-100-10c-sequential",
+                     "ade-50-50b-sequential", "ade-50-50c-sequential"]
 
 
 def test_data_check_of_a_missing_root_prints_no_traceback(tmp_path):
