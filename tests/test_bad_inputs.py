@@ -419,7 +419,9 @@ def test_another_copy_of_the_same_data_reuses_the_results_and_says_so(tmp_path, 
 def test_a_second_run_of_a_run_in_progress_waits_and_reads_its_records(tmp_path, cache,
                                                                        finished):
     runs = tmp_path / "runs"
-    longer = ("trainer.epochs=4",)  # step 0 long enough to start the second run during it
+    # step 0 long enough (tens of seconds) that the second run starts and finds the lock while
+    # the first still trains: with 4 epochs the first finished before the second's imports did
+    longer = ("trainer.epochs=40",)
     command = [sys.executable, "-m", "bench.cli", "run", "--protocol", PROTOCOL, "--method", "ft",
                "--quiet", "--runs-root", str(runs), *TINY, *longer]
     env = {**os.environ, "CSS_BENCH_CACHE": str(cache)}
