@@ -21,12 +21,12 @@ from tests.engine_helpers import TINY, bench
 # A crafted published file with the columns `variant` and `recipe` (variant empty: a method
 # without variants).
 # Its table 1 is the smallest embedded reproduction of an SDR table: voc-19-1 (2 steps), FT and
-# SDR, which share one step 0; `cil` is not a method of the harness.
+# SDR, which share one step 0; `rcil` is not a method of the harness.
 PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,variant,recipe,notes
 "SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,all,50.0,sdr,,mib,
 "SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,old,60.0,sdr,,mib,
 "SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,sdr,1,all,55.0,sdr,release,sdr,
-"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,cil,1,all,52.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,rcil,1,all,52.0,sdr,,,
 "SDR paper (a test copy, 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
 "DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted",voc,15-1,overlap,ft,5,all,9.0,mib,,mib,
 "MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,mib,
@@ -79,7 +79,7 @@ def test_cells_become_runs_with_their_variant_and_recipe_on_real_data_only(publi
     paper = find_paper(table, "sdr")
     cells = cells_of(table, paper.tables)
     real = plan_cells(cells, real_data=lambda protocol: protocol.startswith("ade"),
-                      known_method=lambda m: m != "cil")
+                      known_method=lambda m: m != "rcil")
     # the old and all columns of FT share one run; the recipe applies only where data is real
     assert {r: len(c) for r, c in real.requests.items()} == {
         RunRequest("voc-19-1", "ft", "", ""): 2, RunRequest("voc-19-1", "sdr", "release", ""): 1,
@@ -87,7 +87,7 @@ def test_cells_become_runs_with_their_variant_and_recipe_on_real_data_only(publi
     assert RunRequest("ade-100-50", "sdr", "paper", "sdr").overrides() == [
         "method.variant=paper", "trainer=sdr"]
     assert [(c.method, reason) for c, reason in real.not_reproducible] == [
-        ("cil", "no method 'cil' in this harness (bench list methods)")]
+        ("rcil", "no method 'rcil' in this harness (bench list methods)")]
 
 
 def test_a_cell_whose_run_cannot_be_resolved_is_listed_and_the_others_go_ahead(
@@ -112,7 +112,7 @@ def test_a_cell_whose_run_cannot_be_resolved_is_listed_and_the_others_go_ahead(
     assert sorted(s.label for s in planned) == [
         "voc-19-1/ft/seed0", "voc-19-1/ft/seed1", "voc-19-1/sdr/seed0", "voc-19-1/sdr/seed1"]
     assert sorted((c.method, reason) for c, reason in reproduction.cells.not_reproducible) == [
-        ("cil", "no method 'cil' in this harness (bench list methods)"),
+        ("rcil", "no method 'rcil' in this harness (bench list methods)"),
         ("sdr", "ade-100-50-partition needs imported split files (bench data ...)")]
     # the FT cells (old and all) share their runs, one per seed
     (table_1, _) = paper.tables
@@ -152,7 +152,7 @@ def test_list_names_the_papers_and_tables(tmp_path, published):
     out = bench("reproduce", "--list", "--published", str(published), runs_root=tmp_path / "r",
                 cache=tmp_path / "cache").stdout
     assert "sdr: SDR paper (a test copy, 2099)" in out
-    assert "  1  table-1: 4 cells, 1 protocol(s); methods cil, ft, sdr" in out
+    assert "  1  table-1: 4 cells, 1 protocol(s); methods ft, rcil, sdr" in out
     assert "dkd: DKD paper (Baek et al., NeurIPS 2022)" in out
 
 
@@ -182,7 +182,7 @@ def test_a_table_reproduced_end_to_end_on_the_embedded_data(tmp_path, published,
     common = ["reproduce", "sdr", "--published", str(published), "--tables", "table-1"]
     dry = bench_here(*common, "--executor", "slurm", "--dry-run", *TINY)
     assert "4 published cells need 2 configuration(s) x 1 seed(s) = 2 distinct run(s)" in dry
-    assert "1 cell(s): no method 'cil' in this harness" in dry
+    assert "1 cell(s): no method 'rcil' in this harness" in dry
     assert "to submit: 2 run job(s) and 1 step-0 job(s)" in dry
     assert "estimated cost: unknown (" in dry
     assert "phase A: 1 array of 1 step-0 job(s)" in dry and "#SBATCH" in dry
@@ -284,7 +284,7 @@ def test_progress_per_table_counts_complete_partial_and_not_started_cells(tmp_pa
              {"cell": "ft old", "runs": ["aaaa"], "not_reproducible": None},
              {"cell": "ft+lwf", "runs": ["aaaa", "bbbb"], "not_reproducible": None},
              {"cell": "mib", "runs": ["cccc"], "not_reproducible": None},
-             {"cell": "cil", "runs": [], "not_reproducible": "no method 'cil'"}]
+             {"cell": "rcil", "runs": [], "not_reproducible": "no method 'rcil'"}]
     section = {"paper": "sdr", "runs": runs,
                "tables": [{"number": 1, "slug": "t", "source": "s", "cells": cells}]}
     (progress,) = table_progress(section)
