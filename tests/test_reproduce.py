@@ -23,10 +23,10 @@ from tests.engine_helpers import TINY, bench
 # Its table 1 is the smallest embedded reproduction of an SDR table: voc-19-1 (2 steps), FT and
 # SDR, which share one step 0; `rcil` is not a method of the harness.
 PUBLISHED = """source,dataset,setting,mode,method,step,column,value,convention,variant,recipe,notes
-"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,all,50.0,sdr,,mib,
-"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,ft,1,old,60.0,sdr,,mib,
-"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,sdr,1,all,55.0,sdr,release,sdr,
-"SDR paper (a test copy, 2099), Table 1: a test table",voc,19-1,overlap,rcil,1,all,52.0,sdr,,,
+"SDR paper (a test copy, 2099), Table 1: test",voc,19-1,overlap,ft,1,all,50.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 1: test",voc,19-1,overlap,ft,1,old,60.0,sdr,,mib,
+"SDR paper (a test copy, 2099), Table 1: test",voc,19-1,overlap,sdr,1,all,55.0,sdr,release,sdr,
+"SDR paper (a test copy, 2099), Table 1: test",voc,19-1,overlap,rcil,1,all,52.0,sdr,,,
 "SDR paper (a test copy, 2099), Table 2 (ADE)",ade,100-50,overlap,sdr,1,all,30.0,sdr,paper,sdr,
 "DKD paper (Baek et al., NeurIPS 2022), Table 1, as quoted",voc,15-1,overlap,ft,5,all,9.0,mib,,mib,
 "MiB row as quoted in github.com/x/y/issues/3",voc,15-1,overlap,mib,5,all,29.0,mib,,mib,
