@@ -12,10 +12,11 @@ from collections.abc import Sequence
 DASH = "-"
 # The methods in the order the papers list them; others follow alphabetically.
 METHOD_ORDER = ("ft", "pi", "ewc", "rw", "lwf", "lwf-mc", "ilt", "cil", "mib", "plop", "sdr",
-                "sdr+mib", "rcil", "joint")
+                "sdr+mib", "rcil", "dkd", "joint")
 METHOD_NAMES = {"ft": "FT", "lwf": "LwF", "lwf-mc": "LwF-MC", "ilt": "ILT", "cil": "CIL",
                 "mib": "MiB", "plop": "PLOP", "sdr": "SDR", "sdr+mib": "SDR+MiB", "rcil": "RCIL",
-                "joint": "Joint", "ewc": "EWC", "pi": "PI", "rw": "RW"}
+                "joint": "Joint", "ewc": "EWC", "pi": "PI", "rw": "RW",
+                "dkd": "DKD"}
 MODE_ORDER = ("sequential", "disjoint", "overlap", "partition")
 
 
