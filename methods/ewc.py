@@ -26,8 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from methods.base import IterationState, Recorder
-from methods.importance import ImportancePenalty, Tensors, gradients, loaded, min_max, saved
+from methods.importance import ImportancePenalty, RunningRecorder, Tensors, gradients, min_max
 from methods.registry import register
 from methods.step0 import register_recorder
 
@@ -58,26 +57,17 @@ def fisher_update(fisher: Tensors, grads: Mapping[str, Tensor], alpha: float) ->
         fisher[name] = alpha * grad.pow(2) + (1 - alpha) * fisher[name].to(grad.device)
 
 
-class FisherRecorder(Recorder):
+class FisherRecorder(RunningRecorder):
     """The online Fisher of step 0 (ones, then one decayed update per iteration)."""
 
     name = "fisher"
     version = 1
 
-    def __init__(self, protocol: Any) -> None:
-        super().__init__(protocol)
-        self.fisher: Tensors | None = None
+    def start(self, parameters: Mapping[str, Tensor]) -> dict[str, Any]:
+        return {"fisher": fisher_start(parameters, None)}
 
-    def after_backward(self, state: IterationState) -> None:
-        if self.fisher is None:
-            self.fisher = fisher_start(state.parameters, None)
-        fisher_update(self.fisher, gradients(state.parameters), FISHER_ALPHA)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.fisher is None else saved({"fisher": self.fisher})
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.fisher = loaded(state, None)["fisher"] if state else None
+    def update(self, parameters: Mapping[str, Tensor]) -> None:
+        fisher_update(self.running["fisher"], gradients(parameters), FISHER_ALPHA)
 
 
 register_recorder("ce+importance", FisherRecorder)

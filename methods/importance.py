@@ -36,7 +36,14 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from bench.errors import BenchError
-from methods.base import IterationState, LossInputs, Method, StepContext, cross_entropy
+from methods.base import (
+    IterationState,
+    LossInputs,
+    Method,
+    Recorder,
+    StepContext,
+    cross_entropy,
+)
 
 NORMALISE_EPS = 1e-8  # utils/regularizer.py: EPS of `normalize_fn`
 
@@ -77,6 +84,34 @@ def loaded(values: Mapping[str, Any], like: Tensor | None) -> dict[str, Any]:
     """Saved accumulators back on `like`'s device (as they are when `like` is None)."""
     return {key: (on(value, like) if like is not None else dict(value))
             if isinstance(value, dict) else value for key, value in values.items()}
+
+
+class RunningRecorder(Recorder):
+    """A step-0 recorder of running accumulators (EWC's Fisher, PI's path, RW's walk): started
+    at step 0's first backward pass, updated after every one, saved with epoch checkpoints; what
+    it holds at step 0's end is its record."""
+
+    def __init__(self, protocol: Any) -> None:
+        super().__init__(protocol)
+        self.running: dict[str, Any] | None = None
+
+    def start(self, parameters: Mapping[str, Tensor]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def update(self, parameters: Mapping[str, Tensor]) -> None:
+        """One iteration's update of `self.running` from the parameters' gradients."""
+        raise NotImplementedError
+
+    def after_backward(self, state: IterationState) -> None:
+        if self.running is None:
+            self.running = self.start(state.parameters)
+        self.update(state.parameters)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.running is None else saved(self.running)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.running = loaded(state, None) if state else None
 
 
 def drift_penalty(parameters: Mapping[str, Tensor], anchor: Mapping[str, Tensor],

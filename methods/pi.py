@@ -30,15 +30,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from methods.base import IterationState, Recorder
 from methods.ewc import SYNTH_SCALE
 from methods.importance import (
     ImportancePenalty,
+    RunningRecorder,
     Tensors,
     gradients,
-    loaded,
     min_max,
-    saved,
     snapshot,
 )
 from methods.registry import register
@@ -78,27 +76,18 @@ def path_score(running: Mapping[str, Any], parameters: Mapping[str, Tensor],
     return score
 
 
-class PathIntegralRecorder(Recorder):
+class PathIntegralRecorder(RunningRecorder):
     """Step 0's delta, theta_start and previous iterate (the score needs the final step-0
     parameters, so it is completed by the method at step 0's end)."""
 
     name = "path_integral"
     version = 1
 
-    def __init__(self, protocol: Any) -> None:
-        super().__init__(protocol)
-        self.running: dict[str, Any] | None = None
+    def start(self, parameters: Mapping[str, Tensor]) -> dict[str, Any]:
+        return path_start(parameters)
 
-    def after_backward(self, state: IterationState) -> None:
-        if self.running is None:
-            self.running = path_start(state.parameters)
-        path_update(self.running, state.parameters, gradients(state.parameters))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.running is None else saved(self.running)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.running = loaded(state, None) if state else None
+    def update(self, parameters: Mapping[str, Tensor]) -> None:
+        path_update(self.running, parameters, gradients(parameters))
 
 
 register_recorder("ce+importance", PathIntegralRecorder)

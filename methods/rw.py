@@ -31,16 +31,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from methods.base import IterationState, Recorder
 from methods.ewc import FISHER_ALPHA, SYNTH_SCALE, fisher_start, fisher_update
 from methods.importance import (
     NORMALISE_EPS,
     ImportancePenalty,
+    RunningRecorder,
     Tensors,
     gradients,
-    loaded,
     min_max,
-    saved,
     snapshot,
 )
 from methods.registry import register
@@ -85,26 +83,17 @@ def walk_score(score: Mapping[str, Tensor], previous: Mapping[str, Tensor] | Non
     return out
 
 
-class WalkRecorder(Recorder):
+class WalkRecorder(RunningRecorder):
     """Step 0's RW accumulators: Fisher, score, snapshot and iteration count."""
 
     name = "riemannian_walk"
     version = 1
 
-    def __init__(self, protocol: Any) -> None:
-        super().__init__(protocol)
-        self.running: dict[str, Any] | None = None
+    def start(self, parameters: Mapping[str, Tensor]) -> dict[str, Any]:
+        return walk_start(parameters, None)
 
-    def after_backward(self, state: IterationState) -> None:
-        if self.running is None:
-            self.running = walk_start(state.parameters, None)
-        walk_update(self.running, state.parameters, gradients(state.parameters))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.running is None else saved(self.running)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.running = loaded(state, None) if state else None
+    def update(self, parameters: Mapping[str, Tensor]) -> None:
+        walk_update(self.running, parameters, gradients(parameters))
 
 
 register_recorder("ce+importance", WalkRecorder)
