@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from bench.commands.sweep import add_launcher_arguments
 from bench.errors import BenchError
 
 # set per cell from the published numbers; a global override would silently replace them
@@ -20,14 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--list", action="store_true", help="list the papers and their tables")
     parser.add_argument("--tables", default=None,
                         help="comma-separated table slugs or numbers (default: all)")
-    parser.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1,2")
-    parser.add_argument("--executor", choices=("slurm", "local", "debug"), default=None,
-                        help="where jobs run (default: the launcher config's, local)")
-    parser.add_argument("--partition", default=None, help="Slurm partition")
-    parser.add_argument("--gpus-per-job", type=int, default=None,
-                        help="GPUs (= DDP tasks) per job")
-    parser.add_argument("--time", default=None, help="time limit per job, as sbatch --time")
-    parser.add_argument("--runs-root", default=None, help="where runs are stored (./runs)")
+    add_launcher_arguments(parser)
     parser.add_argument("--voc-root", default=None,
                         help="a real Pascal VOC root (default: CSS_BENCH_VOC_ROOT; without "
                              "one, VOC cells run on the embedded synthetic data)")

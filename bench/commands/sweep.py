@@ -10,12 +10,9 @@ from bench.commands.common import add_data_arguments
 from bench.errors import BenchError
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "sweep", help="submit protocols x methods x seeds as jobs (step-0 jobs first)")
-    parser.add_argument("--protocols", required=True,
-                        help="comma-separated, e.g. voc-15-1,voc-15-5")
-    parser.add_argument("--methods", required=True, help="comma-separated, e.g. ft,mib,sdr")
+def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """Seeds, executor, Slurm resources and runs root: what `bench sweep` and `bench reproduce`
+    submit with."""
     parser.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1,2")
     parser.add_argument("--executor", choices=("slurm", "local", "debug"), default=None,
                         help="where jobs run (default: the launcher config's, local)")
@@ -24,6 +21,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="GPUs (= DDP tasks) per job")
     parser.add_argument("--time", default=None, help="time limit per job, as sbatch --time")
     parser.add_argument("--runs-root", default=None, help="where runs are stored (./runs)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="submit protocols x methods x seeds as jobs (step-0 jobs first)")
+    parser.add_argument("--protocols", required=True,
+                        help="comma-separated, e.g. voc-15-1,voc-15-5")
+    parser.add_argument("--methods", required=True, help="comma-separated, e.g. ft,mib,sdr")
+    add_launcher_arguments(parser)
     add_data_arguments(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the job graph and sbatch scripts; submit nothing")
