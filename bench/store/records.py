@@ -69,10 +69,12 @@ def step_cost(*, train_seconds: float, eval_seconds: float, device: dict[str, An
               train_images: int, peak_memory: dict[str, Any]) -> dict[str, Any]:
     """What training and evaluating a step cost on this machine (a record's `cost`).
 
-    device_hours = (train + eval seconds) x device count / 3600: GPU-hours on GPUs."""
+    device_hours = (train + eval seconds) x device count / 3600: GPU-hours on GPUs. The rates
+    are computed from the stored (rounded) seconds, so a record agrees with itself."""
+    train_seconds, eval_seconds = round(train_seconds, 3), round(eval_seconds, 3)
     seconds = train_seconds + eval_seconds
     return {
-        "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
+        "train_seconds": train_seconds, "eval_seconds": eval_seconds,
         "device": device, "device_hours": round(seconds * int(device["count"]) / 3600, 6),
         "train_images": int(train_images),
         "images_per_second": (round(train_images / train_seconds, 2) if train_seconds > 0
