@@ -7,8 +7,9 @@ For one recipe (the embedded default, or `key=value` overrides), it measures on 
    bound: each within 1.5 points of the unperturbed 2-thread run;
 2. seeds: step-0 mIoU of seeds 0-4; bound: sample standard deviation at most 2 points;
 3. the trade-off after the last step of voc-15-1 (seed 0): FT's old-class mIoU (catastrophic
-   forgetting: bound at most 20) and each distillation method's new-class mIoU (plasticity:
-   bound at least 5; see the README's "Embedded benchmark" section for why these bounds);
+   forgetting: bound at most 20) and the new-class mIoU of the methods that learn new classes
+   on real VOC (MiB, SDR, SDR+MiB, PLOP, DKD; plasticity: bound at least 5; see PLASTIC and the
+   README's "Embedded benchmark" section for why these bounds);
 4. the wall time of the main job, `bench run --protocol voc-15-1 --method sdr` with the data
    generated and a fresh runs root (target under 120 s on 2 cores).
 
@@ -31,7 +32,12 @@ from pathlib import Path
 
 PROTOCOL = "voc-15-1"
 BOUNDS = {"rounding": 1.5, "seed_std": 2.0, "ft_old_max": 20.0, "new_min": 5.0}
-DISTILLING = ("lwf", "ilt", "mib", "sdr", "sdr+mib", "plop", "dkd")
+# The methods whose new-class mIoU after the last step of real VOC 15-1 (overlap) is well above
+# zero: MiB 11.7 (SDR paper, Table 1) / 13.5 (PLOP paper), SDR 21.8, SDR+MiB 19.7 (SDR paper,
+# Table 1), PLOP 21.1 (PLOP paper, Table 1), DKD (its README's hIoU, back-solved). The bound
+# asks half of MiB's: plastic enough to rank them. LwF, LwF-MC and ILT learn little on real VOC
+# too (3.9, 8.4, 7.8 in the SDR paper): their values are printed, not bounded.
+PLASTIC = ("mib", "sdr", "sdr+mib", "plop", "dkd")
 
 
 def step0_miou(runs_root: str, overrides: list[str], seed: int, perturbation: float) -> float:
@@ -104,7 +110,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--methods", default="ft,lwf,ilt,mib,sdr")
+    parser.add_argument("--methods", default="ft,lwf,lwf-mc,ilt,mib,sdr,sdr+mib,plop,dkd")
     parser.add_argument("--runs-root", default=None)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: "
                         "rounding,seeds,tradeoff,timing")
@@ -158,7 +164,7 @@ def main() -> None:
             if method == "ft":
                 line += (f"; FT old <= {BOUNDS['ft_old_max']}: "
                          f"{'ok' if scores['old'] <= BOUNDS['ft_old_max'] else 'FAIL'}")
-            elif method in DISTILLING:
+            elif method in PLASTIC:
                 line += (f"; new >= {BOUNDS['new_min']}: "
                          f"{'ok' if scores['new'] >= BOUNDS['new_min'] else 'FAIL'}")
             lines.append(line)

@@ -112,7 +112,7 @@ def test_num_workers_auto_uses_the_cpus_this_process_may_use(monkeypatch):
     assert resolve_num_workers("auto", synthetic=False) == MAX_AUTO_WORKERS
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0})
     assert resolve_num_workers("auto", synthetic=False) == 0
-    assert resolve_num_workers("auto", synthetic=True) == 1  # never more than the CPUs
+    assert resolve_num_workers("auto", synthetic=True) == min(EMBEDDED_WORKERS, 1)  # <= CPUs
     assert resolve_num_workers(3, synthetic=True) == 3 and resolve_num_workers("2", False) == 2
     for bad in ("many", -1, "1.5", True):
         with pytest.raises(BenchError, match="is not a number of loader worker processes"):

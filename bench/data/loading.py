@@ -26,10 +26,13 @@ from bench.errors import BenchError
 # worker holds a copy of the dataset's lists; a GPU step at 40 % of an H200's peak needs about
 # 1,000 images/s, i.e. ~10 workers at 100 images/s each.
 MAX_AUTO_WORKERS = 16
-# The embedded data (96x72 images, 64 px crops): one epoch of voc-15-1's step 0 (912 images) on
-# this project's 2-core machine, shared with other jobs (load ~13), took 418 s with 0 workers,
-# 384 s with 1 and 243 s with 2 (one measurement each; README "Speed figures").
-EMBEDDED_WORKERS = 2
+# The embedded data (96x72 images, 64 px crops, decoded once into the shared cache): 4 epochs of
+# voc-15-1's step 0 at the embedded recipe's batch 8, 2 torch threads, on this project's quiet
+# 2-core machine: 17.6 and 19.4 s with 0 workers, 22.1 s with 1, 20.6 and 21.7 s with 2 (torch
+# 2.14.1): workers only take cores from the training process there. (On a machine shared with
+# other jobs, load ~13, workers won: 418 s with 0, 243 s with 2 at batch 16; README "Speed
+# figures".)
+EMBEDDED_WORKERS = 0
 
 Planned = tuple[int, int]  # (dataset index, the sample's seed)
 
