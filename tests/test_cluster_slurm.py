@@ -235,9 +235,9 @@ def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_
     layers 1-3 differ by 1-5 % between float32 on one process and the exact float64 value, while
     the 2-rank float32 gradient is within 2e-5 of it; epoch-mean losses then differ by 3e-5 at
     step 0 and up to 1e-2 on SDR's small terms at step 1). So the tolerance is measured, not
-    fixed: two "rounding twins" (the single-process run with every step's initial weights moved
-    by one float32 ulp in seeded random directions, on the installed torch) say how far
-    rounding moves the loss history, the test predictions and SDR's prototype sums, and the
+    fixed: two "rounding twins" (the single-process run on two threads, every step's initial
+    weights moved by one float32 ulp in seeded random directions, on the installed torch) say
+    how far rounding moves the loss history, the test predictions and SDR's prototype sums, and the
     DDP run may differ from the reference by at most 4 times the farther twin. A bug that
     makes ranks compute something else (a per-rank statistic, a lost gradient) moves every
     number by far more."""
@@ -270,18 +270,20 @@ def test_ddp_with_two_gloo_tasks_matches_a_single_process_run(slurm, cache, tmp_
     measured = []
     for step in (0, 1):
         rounding = [drift(twin_records[step], expected[step]) for twin_records, _ in twins]
-        allowed = Drift(4 * max(r.loss for r in rounding), 4 * max(r.pixels for r in rounding))
+        pixels = int(torch.tensor(expected[step]["confusion_matrix"]).sum())
+        allowed = Drift(max(4 * max(r.loss for r in rounding), LOSS_FLOOR),
+                        max(4 * max(r.pixels for r in rounding), int(PIXEL_FLOOR * pixels)))
         ddp = drift(got[step], expected[step])
         measured.append(f"step {step}: DDP {ddp}, rounding twins {', '.join(map(str, rounding))}")
-        assert ddp.loss <= max(allowed.loss, 1e-6), measured[-1]
+        assert ddp.loss <= allowed.loss, measured[-1]
         assert ddp.pixels <= allowed.pixels, measured[-1]
     state = torch.load(run_dir / "step1" / "checkpoint.pt", weights_only=False)["method"]
     reference_state = torch.load(expected_dir / "step1" / "checkpoint.pt",
                                  weights_only=False)["method"]
     assert torch.equal(state["counts"], reference_state["counts"])  # every pixel once
     twin_sums = [relative(sums, reference_state["sums"]) for _, sums in twins]
-    assert relative(state["sums"], reference_state["sums"]) <= max(4 * max(twin_sums), 1e-6), (
-        twin_sums)
+    assert relative(state["sums"], reference_state["sums"]) <= max(4 * max(twin_sums),
+                                                                   SUMS_FLOOR), twin_sums
     print(f"\nDDP test (2 gloo tasks, 2 steps): {elapsed:.1f} s, torch {torch.__version__}; "
           + "; ".join(measured))
 
@@ -316,14 +318,32 @@ def relative(values: torch.Tensor, reference: torch.Tensor) -> float:
     return float((values - reference).norm() / reference.norm())
 
 
+# Floors under the twins' measure. Two twins sample where rounding flips a ReLU and can both
+# miss what the DDP run's other summation orders hit: a correct DDP run drifted 3e-5 of the
+# loss at step 0 on synth-voc v2 and 5.2e-5 (59 of 27,648 test pixels) on v3 (torch 2.14.1),
+# while its twins drifted 8e-8 and 2e-6. A per-rank statistic, the bug this test is for, moved
+# the losses by 5-50 % (the first round's 2-rank runs before GlobalBatch): the floors sit two
+# orders of magnitude above the first and below the second.
+LOSS_FLOOR = 1e-3
+PIXEL_FLOOR = 0.01  # of the test pixels
+# SDR's prototype sums accumulate every step-1 feature: a correct DDP run's sums were 3.9e-3
+# (relative) from the reference on v3, its twins' 4.4e-4 and 8e-7; step 1 amplifies (its small
+# SDR terms drifted up to 1e-2 on v2).
+SUMS_FLOOR = 1e-2
+
+
 def rounding_twin(config, seed: int) -> tuple[list[dict], torch.Tensor]:
-    """The records (and SDR's final prototype sums) of `config` trained in this process on one
-    thread, every step's initial weights moved by one float32 ulp up or down (seeded): a run
-    that differs from the reference only by float rounding."""
+    """The records (and SDR's final prototype sums) of `config` trained in this process on two
+    threads (other summation orders in every reduction of every iteration, as the ranks' halves
+    give the DDP run; the reference runs on one), every step's initial weights moved by one
+    float32 ulp up or down (seeded): a run that differs from the reference only by float
+    rounding. (A one-ulp nudge alone, on one thread, perturbs only the start: on synth-voc v3
+    its drift at step 0 was 8e-8 of the loss and 0 px, 600x below what per-iteration rounding
+    does.)"""
     from bench.engine.runner import Runner
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     try:
         runner = Runner(config, log=lambda _: None)
         build_models = runner.models_for
