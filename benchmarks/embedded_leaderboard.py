@@ -166,11 +166,12 @@ def in_parallel(args: argparse.Namespace, seeds: list[int]) -> tuple[list[str], 
     """One worker process per seed (its own step 0s, so nothing waits on a lock), each with
     max(1, CPUs // jobs) torch threads; their cut protocols are merged, and a protocol's wall
     time is the longest of its workers'."""
-    import os
     import subprocess
     import sys
 
-    threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+    from bench.data.loading import available_cpus
+
+    threads = max(1, available_cpus() // args.jobs)
     groups = [seeds[i::args.jobs] for i in range(args.jobs) if seeds[i::args.jobs]]
     reports = [args.runs_root / "_leaderboard" / f"worker{i}.json" for i in range(len(groups))]
     for report in reports:
