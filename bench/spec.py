@@ -62,7 +62,8 @@ class ModelConfig:
     base_channels: ResNet width (torchvision's 64); smaller values build a narrow backbone, for
         which no ImageNet weights exist.
     pretrained: path to a torchvision ResNet state_dict; "auto" to use torchvision's hub cache
-        if the file is there (never downloads); None or "none" for random initialisation.
+        if the file is there (never downloads); "synth" for the embedded data's stand-in
+        (bench.engine.pretraining); None or "none" for random initialisation.
     """
 
     backbone: str = "resnet101"
@@ -486,6 +487,10 @@ def check_config(config: Mapping[str, Any], dataset: str) -> None:
     model, the data, the evaluation knobs, where and how it executes, and the launcher."""
     check_trainer(config["trainer"])
     check_model(config["model"])
+    if str(config["model"].get("pretrained")) == "synth" and not dataset.startswith("synth-"):
+        raise BenchError(f"model.pretrained=synth is the embedded data's pretraining, not for "
+                         f"{dataset}: set model.pretrained=auto (ImageNet weights from "
+                         "torchvision's cache), a PATH, or none")
     data = config["data"]
     for key, value in (data.get("synth") or {}).items():
         low = 0 if key in ("seed", "void_width") else 1

@@ -83,7 +83,9 @@ def describe_recipe() -> list[str]:
             f"{', ' + ', '.join(f'{k}={v}' for k, v in synth.items()) if synth else ''}); "
             f"model: DeepLab-V3 on a {spec.model.backbone} of base width "
             f"{spec.model.base_channels}, output stride {spec.model.output_stride}, ASPP "
-            f"{spec.model.aspp_channels} channels, random initialisation; recipe "
+            f"{spec.model.aspp_channels} channels, backbone pretrained by joint training on other "
+            f"images of the same synthetic dataset (`model.pretrained={spec.model.pretrained}`, "
+            f"the stand-in for ImageNet weights); recipe "
             f"`{spec.recipe_name}`: step 0 {first.epochs} epochs at lr {first.lr}, later steps "
             f"{later.epochs} epochs at lr {later.lr}, batch {first.batch_size}, crop "
             f"{first.crop}, SGD Nesterov momentum {first.momentum}, poly {first.poly_power}."]
@@ -162,6 +164,18 @@ def run_protocols(protocols: list[str], methods: list[str], seeds: list[int], ru
     return cut, seconds
 
 
+def pretrain(protocols: list[str]) -> None:
+    """The embedded pretraining of each dataset, once, with every thread, before the workers
+    start (else all of them would wait while one pretrains on a single thread)."""
+    from bench.engine.pretraining import SYNTH, pretrained_backbone
+
+    for dataset in dict.fromkeys(p.split("-")[0] for p in protocols):
+        spec = RunSpec.from_names(next(p for p in protocols if p.startswith(dataset)), "ft",
+                                  overrides=["quiet=true"])
+        if spec.model.pretrained == SYNTH:
+            pretrained_backbone(spec)
+
+
 def in_parallel(args: argparse.Namespace, seeds: list[int]) -> tuple[list[str], dict[str, float]]:
     """One worker process per seed (its own step 0s, so nothing waits on a lock), each with
     max(1, CPUs // jobs) torch threads; their cut protocols are merged, and a protocol's wall
@@ -223,6 +237,7 @@ def main() -> None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, seeds {seeds}",
               flush=True)
         if args.jobs > 1:
+            pretrain(protocols)
             cut, seconds = in_parallel(args, seeds)
         else:
             cut, seconds = run_protocols(protocols, methods, seeds, args.runs_root,

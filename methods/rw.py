@@ -108,7 +108,7 @@ class RW(ImportancePenalty):
     sources = {
         "penalty_weight": "fcdl94/MiB argparser.py modify_command_options, method RW: "
                           "reg_importance = 100 (LTTM/SDR argparser.py sets 1000); x0.1 on the "
-                          "embedded synth recipe (lr_incremental 20x the MiB recipe's), see "
+                          "embedded synth recipe (lr_incremental 10x the MiB recipe's), see "
                           "methods/ewc.py SYNTH_SCALE",
         "normalize": "fcdl94/MiB argparser.py: --reg_no_normalize off -> normalize_fn applied "
                      "(utils/regularizer.py RW.__init__)",

@@ -13,6 +13,7 @@ TINY = [
     "data.synth.height=36", "model.base_channels=8", "model.aspp_channels=16",
     "trainer.crop=32", "trainer.batch_size=8", "trainer.epochs=2",
     "trainer.epochs_incremental=2", "trainer.eval_batch_size=16",
+    "model.pretrained=none",  # the embedded pretraining has its own tests (test_pretraining.py)
 ]
 
 

@@ -389,7 +389,8 @@ def test_data_check_finds_an_image_and_label_of_different_sizes(tmp_path, cache)
 # ----- 8: the same data at another root -------------------------------------------------------
 REAL_TINY = ["model=small", "trainer=synth", "model.base_channels=8", "model.aspp_channels=16",
              "trainer.crop=16", "trainer.batch_size=4", "trainer.epochs=1",
-             "trainer.epochs_incremental=1", "trainer.eval_batch_size=4"]
+             "trainer.epochs_incremental=1", "trainer.eval_batch_size=4",
+             "model.pretrained=none"]
 
 
 def test_another_copy_of_the_same_data_reuses_the_results_and_says_so(tmp_path, cache):

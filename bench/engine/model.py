@@ -227,20 +227,27 @@ def load_backbone_weights(model: DeepLabV3, path: str | Path) -> None:
         raise BenchError(f"cannot read pretrained weights {path}: {err}") from err
     if not isinstance(state, dict):
         raise BenchError(f"{path} does not hold a state_dict (got {type(state).__name__}).")
+    load_backbone_state(model, state, str(path))
+
+
+def load_backbone_state(model: DeepLabV3, state: dict, source: str) -> None:
+    """Load a ResNet state_dict into the backbone (strict, ``fc.*`` ignored)."""
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         model.backbone.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise BenchError(
-            f"{path} is not a torchvision {model.backbone_name} state_dict "
+            f"{source} is not a torchvision {model.backbone_name} state_dict "
             f"(model.backbone={model.backbone_name}): {err}"
         ) from err
 
 
 def build_model(
-    config: ModelConfig, classes_per_step: Sequence[int], log: Callable[[str], None] = print
+    config: ModelConfig, classes_per_step: Sequence[int], log: Callable[[str], None] = print,
+    backbone_state: dict | None = None,
 ) -> DeepLabV3:
-    """Build the model from ``config`` and load backbone weights as ``config.pretrained`` says."""
+    """Build the model from ``config`` and load backbone weights as ``config.pretrained`` says
+    (``synth``: ``backbone_state``, the embedded pretraining's, bench.engine.pretraining)."""
     model = DeepLabV3(
         config.backbone,
         classes_per_step,
@@ -253,6 +260,12 @@ def build_model(
     pretrained = config.pretrained
     if pretrained is None or str(pretrained).lower() == "none":
         log(f"model: {config.backbone} backbone from random initialisation (pretrained=none)")
+    elif pretrained == "synth":
+        if backbone_state is None:
+            raise BenchError("model.pretrained=synth needs the embedded pretraining's backbone "
+                             "(bench.engine.pretraining.pretrained_backbone); run it through "
+                             "the engine")
+        load_backbone_state(model, backbone_state, "the embedded pretraining's backbone")
     elif config.base_channels != 64 and pretrained != "auto":
         raise BenchError(
             f"model.pretrained={pretrained!r} needs model.base_channels=64 (ImageNet weights exist "

@@ -38,6 +38,7 @@ from bench.engine.hooks import (
     unsound_tensors,
 )
 from bench.engine.model import build_model
+from bench.engine.pretraining import SYNTH, pretrained_backbone
 from bench.engine.scenario import Scenario, step0_identity
 from bench.engine.seeds import derived_seed
 from bench.engine.tensorboard import TensorBoardLogger, check_logger, log_scores
@@ -192,10 +193,14 @@ class Runner:
     # ----- models ---------------------------------------------------------------------------
     def models_for(self, step: int) -> tuple[torch.nn.Module, torch.nn.Module | None]:
         """The model with the step's new classifier and a frozen copy of the previous one."""
+        # before seeding: pretraining in this process (or not) must not move the RNG
+        backbone = (pretrained_backbone(self.spec, self.log)
+                    if step == 0 and self.spec.model.pretrained == SYNTH else None)
         torch.manual_seed(derived_seed(self.spec.seed, step, "init"))
         sizes = list(self.protocol.step_sizes[: step + 1])
         if step == 0:
-            model = build_model(self.spec.model, sizes, log=self.log).to(self.device)
+            model = build_model(self.spec.model, sizes, log=self.log,
+                                backbone_state=backbone).to(self.device)
             return for_ranks(model, self.device), None
         quiet = ModelConfig(**{**self.spec.model.__dict__, "pretrained": "none"})
         model = build_model(quiet, sizes[:-1], log=lambda _: None)
