@@ -101,8 +101,8 @@ class PI(ImportancePenalty):
     defaults = {"penalty_weight": 500.0, "normalize": True}
     sources = {
         "penalty_weight": "fcdl94/MiB argparser.py modify_command_options, method PI: "
-                          "reg_importance = 500 (LTTM/SDR argparser.py sets 1000); x0.1 on the "
-                          "embedded synth recipe (lr_incremental 10x the MiB recipe's), see "
+                          "reg_importance = 500 (LTTM/SDR argparser.py sets 1000); x0.2 on the "
+                          "embedded synth recipe (lr_incremental 5x the MiB recipe's), see "
                           "methods/ewc.py SYNTH_SCALE",
         "normalize": "fcdl94/MiB argparser.py: --reg_no_normalize off -> normalize_fn applied "
                      "(utils/regularizer.py PI.__init__)",

@@ -107,8 +107,8 @@ class RW(ImportancePenalty):
     defaults = {"penalty_weight": 100.0, "normalize": True}
     sources = {
         "penalty_weight": "fcdl94/MiB argparser.py modify_command_options, method RW: "
-                          "reg_importance = 100 (LTTM/SDR argparser.py sets 1000); x0.1 on the "
-                          "embedded synth recipe (lr_incremental 10x the MiB recipe's), see "
+                          "reg_importance = 100 (LTTM/SDR argparser.py sets 1000); x0.2 on the "
+                          "embedded synth recipe (lr_incremental 5x the MiB recipe's), see "
                           "methods/ewc.py SYNTH_SCALE",
         "normalize": "fcdl94/MiB argparser.py: --reg_no_normalize off -> normalize_fn applied "
                      "(utils/regularizer.py RW.__init__)",

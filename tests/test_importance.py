@@ -171,12 +171,12 @@ def test_release_penalty_weights_and_the_synth_recipe_scale():
         assert method.resolve_params("voc-15-1", {})["penalty_weight"] == release
         assert method.resolve_params("voc-15-1", {}, recipe="mib")["penalty_weight"] == release
         assert method.resolve_params("voc-15-1", {}, recipe="synth")["penalty_weight"] == (
-            release / 10)
+            release / 5)
         # the user's value wins over the recipe's
         assert method.resolve_params("voc-15-1", {"penalty_weight": 7.0},
                                      recipe="synth")["penalty_weight"] == 7.0
     spec = RunSpec.from_names("voc-15-1", "ewc", resolve_data=False)
-    assert dict(spec.param_items)["penalty_weight"] == 50.0
+    assert dict(spec.param_items)["penalty_weight"] == 100.0
 
 
 def test_the_synth_weights_keep_the_release_product_of_learning_rate_and_weight():
@@ -374,5 +374,5 @@ def test_bench_list_methods_shows_the_new_methods_with_sources_and_recipe_values
         assert any(line.startswith(f"{name} ") for line in lines), name
     assert "step 0: recipe ce+importance" in text
     assert "penalty_weight = 500.0  [fcdl94/MiB argparser.py" in text
-    assert "with trainer=synth: penalty_weight=50.0" in text
+    assert "with trainer=synth: penalty_weight=100.0" in text
     assert "entropy_scale = 1.0  [LTTM/SDR train.py" in text

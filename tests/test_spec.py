@@ -36,7 +36,7 @@ def test_method_hyperparameters_are_resolved_and_part_of_the_identity():
 def test_every_step_has_its_recipe_and_the_identity_holds_them():
     spec = resolved("voc-15-1", "ft", "trainer.epochs=3", "trainer.epochs_incremental=2")
     assert [r.epochs for r in spec.recipes] == [3, 2, 2, 2, 2, 2]
-    assert [r.lr for r in spec.recipes] == [0.02] + [0.01] * 5  # trainer/synth.yaml
+    assert [r.lr for r in spec.recipes] == [0.02] + [0.005] * 5  # trainer/synth.yaml
     other = resolved("voc-15-1", "ft", "trainer.epochs=3", "trainer.epochs_incremental=1")
     assert other.run_hash != spec.run_hash
     joint = resolved("voc-15-1", "joint")
