@@ -167,7 +167,8 @@ def run_protocols(protocols: list[str], methods: list[str], seeds: list[int], ru
 def pretrain(protocols: list[str]) -> None:
     """The embedded pretraining of each dataset, once, with every thread, before the workers
     start (else all of them would wait while one pretrains on a single thread)."""
-    from bench.engine.pretraining import SYNTH, pretrained_backbone
+    from bench.engine.pretraining import SYNTH
+    from bench.engine.runner import pretrained_backbone
 
     for dataset in dict.fromkeys(p.split("-")[0] for p in protocols):
         spec = RunSpec.from_names(next(p for p in protocols if p.startswith(dataset)), "ft",

@@ -132,7 +132,7 @@ def test_sigkill_at_random_moments_never_corrupts_the_run(tmp_path, cache, refer
 def test_changed_config_is_a_new_run_and_the_cli_says_so(reference, cache):
     runs = reference.parents[2]
     result = bench("run", "--protocol", PROTOCOL, "--method", "ft", "--quiet", "--steps", "0",
-                   *TINY, "trainer.lr=0.02", runs_root=runs, cache=cache)
+                   *TINY, "trainer.lr=0.03", runs_root=runs, cache=cache)
     assert "this is a new run" in result.stdout and reference.name in result.stdout
     assert len(list((runs / PROTOCOL / "ft").glob("seed0-*"))) == 2
 

@@ -263,7 +263,7 @@ def build_model(
     elif pretrained == "synth":
         if backbone_state is None:
             raise BenchError("model.pretrained=synth needs the embedded pretraining's backbone "
-                             "(bench.engine.pretraining.pretrained_backbone); run it through "
+                             "(bench.engine.runner.pretrained_backbone); run it through "
                              "the engine")
         load_backbone_state(model, backbone_state, "the embedded pretraining's backbone")
     elif config.base_channels != 64 and pretrained != "auto":

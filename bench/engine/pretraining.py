@@ -21,7 +21,6 @@ Seed 0 always: like ImageNet weights, one pretrained backbone serves every seed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,24 +67,6 @@ def pretraining_spec(spec: RunSpec) -> RunSpec:
         f"trainer.eval_batch_size={spec.execution.eval_batch_size}",
     ]
     return RunSpec.from_names(JOINT_PROTOCOL[spec.data.kind], "joint", 0, overrides)
-
-
-def pretrained_backbone(spec: RunSpec, log: Callable[[str], None] = print
-                        ) -> dict[str, Tensor]:
-    """The backbone state_dict `spec` starts from, pretraining it first if no run holds it."""
-    from bench.engine.runner import Runner
-
-    inner = pretraining_spec(spec)
-    runner = Runner(inner, log=lambda line: log(f"pretraining: {line}"))
-    if not runner.run_dir.is_done(0):
-        log(f"model.pretrained={SYNTH}: pretraining the backbone once (joint training on "
-            f"{inner.data.dataset} seed {dict(inner.data.synth).get('seed')}, {EPOCHS} "
-            f"epochs), kept in {runner.run_dir.path}")
-    (result,) = runner.run([0])
-    state = runner.previous_checkpoint(1)["model"]
-    log(f"model: {spec.model.backbone} backbone pretrained on the embedded data "
-        f"(run {inner.run_hash}, joint mIoU {result.record['scores']['all']:.1f})")
-    return backbone_of(state)
 
 
 def backbone_of(state: dict[str, Any]) -> dict[str, Tensor]:

@@ -38,7 +38,7 @@ from bench.engine.hooks import (
     unsound_tensors,
 )
 from bench.engine.model import build_model
-from bench.engine.pretraining import SYNTH, pretrained_backbone
+from bench.engine.pretraining import SYNTH, backbone_of, pretraining_spec
 from bench.engine.scenario import Scenario, step0_identity
 from bench.engine.seeds import derived_seed
 from bench.engine.tensorboard import TensorBoardLogger, check_logger, log_scores
@@ -336,3 +336,19 @@ def step0_parts(spec: RunSpec, index: SplitIndex) -> dict[str, Any]:
         "seed": spec.seed,
         "step0_recipe": recipe_of(spec.method_class).identity(),
     }
+
+
+def pretrained_backbone(spec: RunSpec, log: Callable[[str], None] = print
+                        ) -> dict[str, torch.Tensor]:
+    """The backbone state_dict `spec` starts from, pretraining it first if no run holds it."""
+    inner = pretraining_spec(spec)
+    runner = Runner(inner, log=lambda line: log(f"pretraining: {line}"))
+    if not runner.run_dir.is_done(0):
+        log(f"model.pretrained={SYNTH}: pretraining the backbone once (joint training on "
+            f"{inner.data.dataset} seed {dict(inner.data.synth).get('seed')}, "
+            f"{inner.recipes[0].epochs} epochs), kept in {runner.run_dir.path}")
+    (result,) = runner.run([0])
+    state = runner.previous_checkpoint(1)["model"]
+    log(f"model: {spec.model.backbone} backbone pretrained on the embedded data "
+        f"(run {inner.run_hash}, joint mIoU {result.record['scores']['all']:.1f})")
+    return backbone_of(state)
