@@ -164,17 +164,17 @@ def run_protocols(protocols: list[str], methods: list[str], seeds: list[int], ru
     return cut, seconds
 
 
-def pretrain(protocols: list[str]) -> None:
-    """The embedded pretraining of each dataset, once, with every thread, before the workers
-    start (else all of them would wait while one pretrains on a single thread)."""
+def pretrain(protocol: str) -> None:
+    """The embedded pretraining of the first protocol's dataset, once, with every thread,
+    before the workers start (else all of them would wait while one pretrains on a single
+    thread). Another dataset's is pretrained by the first worker that reaches it, only if the
+    budget lets its protocol start (the other workers wait on its lock)."""
     from bench.engine.pretraining import SYNTH
     from bench.engine.runner import pretrained_backbone
 
-    for dataset in dict.fromkeys(p.split("-")[0] for p in protocols):
-        spec = RunSpec.from_names(next(p for p in protocols if p.startswith(dataset)), "ft",
-                                  overrides=["quiet=true"])
-        if spec.model.pretrained == SYNTH:
-            pretrained_backbone(spec)
+    spec = RunSpec.from_names(protocol, "ft", overrides=["quiet=true"])
+    if spec.model.pretrained == SYNTH:
+        pretrained_backbone(spec)
 
 
 def in_parallel(args: argparse.Namespace, seeds: list[int]) -> tuple[list[str], dict[str, float]]:
@@ -238,7 +238,7 @@ def main() -> None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, seeds {seeds}",
               flush=True)
         if args.jobs > 1:
-            pretrain(protocols)
+            pretrain(protocols[0])
             cut, seconds = in_parallel(args, seeds)
         else:
             cut, seconds = run_protocols(protocols, methods, seeds, args.runs_root,
