@@ -183,13 +183,11 @@ def pretrain(protocol: str) -> None:
     """The embedded pretraining of the first protocol's dataset, once, with every thread,
     before the workers start (else all of them would wait while one pretrains on a single
     thread). Another dataset's is pretrained by the first worker that reaches it, only if the
-    budget lets its protocol start (the other workers wait on its lock)."""
-    from bench.engine.pretraining import SYNTH
+    budget lets its protocol start (the other workers wait on its lock). Nothing without
+    model.pretrained=synth."""
     from bench.engine.runner import pretrained_backbone
 
-    spec = RunSpec.from_names(protocol, "ft", overrides=["quiet=true"])
-    if spec.model.pretrained == SYNTH:
-        pretrained_backbone(spec)
+    pretrained_backbone(RunSpec.from_names(protocol, "ft", overrides=["quiet=true"]))
 
 
 def in_parallel(args: argparse.Namespace, seeds: list[int]) -> tuple[list[str], dict[str, float]]:
@@ -214,17 +212,13 @@ def in_parallel(args: argparse.Namespace, seeds: list[int]) -> tuple[list[str], 
     if any(worker.wait() != 0 for worker in workers):
         raise SystemExit("a leaderboard worker failed (rerun the same command: finished runs "
                          "are read back)")
-    cut: set[str] = set()
-    seconds: dict[str, float] = {}
-    for report in reports:
-        done = json.loads(report.read_text())
-        cut.update(done["cut"])
-        for protocol, value in done["seconds"].items():
-            seconds[protocol] = max(value, seconds.get(protocol, 0.0))
-    for protocol in cut:  # cut for one worker: incomplete, so left out for all
-        seconds.pop(protocol, None)
-    reported = [json.loads(report.read_text())["seconds"] for report in reports]
-    seconds = {p: v for p, v in seconds.items() if all(p in r for r in reported)}
+    done = [json.loads(report.read_text()) for report in reports]
+    cut = {protocol for worker in done for protocol in worker["cut"]}
+    # a protocol cut for one worker is incomplete, and one computed by only some workers has
+    # no wall time of its own: both are left out
+    seconds = {protocol: max(worker["seconds"][protocol] for worker in done)
+               for protocol in done[0]["seconds"]
+               if protocol not in cut and all(protocol in w["seconds"] for w in done)}
     return [p for p in args.protocols.split(",") if p in cut], seconds
 
 
@@ -265,10 +259,10 @@ def main() -> None:
             args.worker_report.parent.mkdir(parents=True, exist_ok=True)
             args.worker_report.write_text(json.dumps({"cut": cut, "seconds": seconds}))
             return
-    else:
-        seconds = json.loads(WALL.read_text()) if WALL.is_file() else {}
-    if seconds and not args.tables_only:
-        known = json.loads(WALL.read_text()) if WALL.is_file() else {}
+    known = json.loads(WALL.read_text()) if WALL.is_file() else {}
+    if args.tables_only:
+        seconds = known
+    elif seconds:
         WALL.write_text(json.dumps({**known, **seconds}, indent=1, sort_keys=True) + "\n")
     write_tables(protocols, methods, seeds, cut, seconds)
     print((RESULTS / "leaderboard.md").read_text())

@@ -165,13 +165,12 @@ def main() -> None:
                        f"{BOUNDS['seed_std']}) {'ok' if ok else 'FAIL'}")
         print(lines[-1], flush=True)
     if "timing" not in skip:
-        from bench.engine.pretraining import SYNTH
         from bench.engine.runner import pretrained_backbone
         from bench.spec import RunSpec
 
-        warm = RunSpec.from_names(PROTOCOL, "sdr", overrides=[*args.overrides, "quiet=true"])
-        if warm.model.pretrained == SYNTH:  # warm: done once per machine, like a download
-            pretrained_backbone(warm, log=lambda _: None)
+        # warm: the pretraining is done once per machine, like a download
+        pretrained_backbone(RunSpec.from_names(PROTOCOL, "sdr", overrides=[
+            *args.overrides, "quiet=true"]), log=lambda _: None)
         timing_root = tempfile.mkdtemp(prefix="css-bench-main-job-")
         _, seconds = bench_run("sdr", timing_root, args.overrides)
         lines.append(f"main job (voc-15-1 / sdr; warm: data generated, backbone pretrained; "

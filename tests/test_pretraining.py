@@ -52,7 +52,7 @@ def test_step0_starts_from_the_pretrained_backbone_trained_once(tmp_path: Path,
     assert pretrained_run.run_dir.is_done(0)
     done = pretrained_run.run_dir.step_dir(0) / "done"
     stamp = done.stat().st_mtime_ns
-    expected = pretraining.backbone_of(pretrained_run.previous_checkpoint(1)["model"])
+    expected = pretraining.backbone_of(pretrained_run.checkpoint(0)["model"])
     for name, value in first.backbone.state_dict().items():
         assert torch.equal(value, expected[name]), name
     second, _ = runner.models_for(0)  # reads it back: no second pretraining

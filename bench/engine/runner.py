@@ -194,8 +194,7 @@ class Runner:
     def models_for(self, step: int) -> tuple[torch.nn.Module, torch.nn.Module | None]:
         """The model with the step's new classifier and a frozen copy of the previous one."""
         # before seeding: pretraining in this process (or not) must not move the RNG
-        backbone = (pretrained_backbone(self.spec, self.log)
-                    if step == 0 and self.spec.model.pretrained == SYNTH else None)
+        backbone = pretrained_backbone(self.spec, self.log) if step == 0 else None
         torch.manual_seed(derived_seed(self.spec.seed, step, "init"))
         sizes = list(self.protocol.step_sizes[: step + 1])
         if step == 0:
@@ -204,15 +203,16 @@ class Runner:
             return for_ranks(model, self.device), None
         quiet = ModelConfig(**{**self.spec.model.__dict__, "pretrained": "none"})
         model = build_model(quiet, sizes[:-1], log=lambda _: None)
-        checkpoint = self.previous_checkpoint(step)
+        checkpoint = self.checkpoint(step - 1)
         model.load_state_dict(checkpoint["model"])
         self.method.load_state_dict(checkpoint["method"])
         old_model = freeze(copy.deepcopy(model)).to(self.device)
         model.add_classifier(sizes[-1])
         return for_ranks(model.to(self.device), self.device), old_model
 
-    def previous_checkpoint(self, step: int) -> dict[str, Any]:
-        checkpoint = self.run_dir.checkpoint(step - 1)
+    def checkpoint(self, step: int) -> dict[str, Any]:
+        """The step's checkpoint, its model read from the shared step-0 cache where it is one."""
+        checkpoint = self.run_dir.checkpoint(step)
         if "model_ref" in checkpoint:
             path = self.run_dir.runs_root / checkpoint["model_ref"]
             shared = load_torch(path, f"delete {path.parent} and {self.run_dir.step_dir(0)} to "
@@ -339,8 +339,11 @@ def step0_parts(spec: RunSpec, index: SplitIndex) -> dict[str, Any]:
 
 
 def pretrained_backbone(spec: RunSpec, log: Callable[[str], None] = print
-                        ) -> dict[str, torch.Tensor]:
-    """The backbone state_dict `spec` starts from, pretraining it first if no run holds it."""
+                        ) -> dict[str, torch.Tensor] | None:
+    """The backbone state_dict `spec` starts from with `model.pretrained=synth`, pretraining it
+    first if no run holds it; None for any other `model.pretrained` (build_model loads those)."""
+    if spec.model.pretrained != SYNTH:
+        return None
     inner = pretraining_spec(spec)
     runner = Runner(inner, log=lambda line: log(f"pretraining: {line}"))
     if not runner.run_dir.is_done(0):
@@ -348,7 +351,7 @@ def pretrained_backbone(spec: RunSpec, log: Callable[[str], None] = print
             f"{inner.data.dataset} seed {dict(inner.data.synth).get('seed')}, "
             f"{inner.recipes[0].epochs} epochs), kept in {runner.run_dir.path}")
     (result,) = runner.run([0])
-    state = runner.previous_checkpoint(1)["model"]
+    state = runner.checkpoint(0)["model"]
     log(f"model: {spec.model.backbone} backbone pretrained on the embedded data "
         f"(run {inner.run_hash}, joint mIoU {result.record['scores']['all']:.1f})")
     return backbone_of(state)
